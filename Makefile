@@ -1,0 +1,40 @@
+# iklab: every target bootstraps .venv first, so on a fresh machine `make test` alone installs and tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# MLflow's stores live in the repo folder (SQLite + ./mlruns); see README.
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+# `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# TensorFlow's C++ start-up chatter hides real output.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv test test-fast bench generate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: venv
+	$(BIN)/python bench/bench_fk.py
+	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_ambiguity.py
+
+# The default dataset of the README's example (about 10 s, 530 MB).
+generate: venv
+	$(BIN)/python -m data_gen generate --robot jaco --n 5000000 --out data/jaco-5M
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

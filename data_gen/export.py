@@ -1,0 +1,57 @@
+"""Export a dataset to the CSV layout of the original question (questions/000).
+
+Columns ``state0..state5`` are the joint angles (radians) and ``pose0..pose5``
+are x, y, z (metres) and roll, pitch, yaw (radians, roboticstoolbox ``tr2rpy``
+convention). The question read its file with ``pd.read_csv(path, names=[...])``,
+so there is no header unless asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from iklab.kinematics import matrix_to_rpy, quaternion_to_matrix
+
+from .dataset import iter_parts, read_card, verify
+from .generate import JOINT_COLUMNS
+
+CSV_COLUMNS = [f"state{i}" for i in range(6)] + [f"pose{i}" for i in range(6)]
+
+
+def export_csv(directory: str | Path, out: str | os.PathLike, *, header: bool = False,
+               overwrite: bool = False) -> int:
+    """Write ``out`` (atomically) and return the number of rows written."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    card = verify(directory, read_card(directory))
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    rows = 0
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink:
+            if header:  # written by hand: Arrow would quote every name
+                sink.write((",".join(CSV_COLUMNS) + "\n").encode())
+            for table in iter_parts(directory, card=card):
+                sink.write(_csv_bytes(table))
+                rows += table.num_rows
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def _csv_bytes(table: pa.Table) -> bytes:
+    quat = np.column_stack([table[c].to_numpy() for c in ("qw", "qx", "qy", "qz")])
+    rpy = matrix_to_rpy(quaternion_to_matrix(quat))
+    values = [table[c].to_numpy() for c in JOINT_COLUMNS]
+    values += [table[c].to_numpy() for c in ("x", "y", "z")] + [rpy[:, i] for i in range(3)]
+    out_table = pa.Table.from_arrays([pa.array(v) for v in values], names=CSV_COLUMNS)
+    buffer = pa.BufferOutputStream()
+    pcsv.write_csv(out_table, buffer, pcsv.WriteOptions(include_header=False))
+    return buffer.getvalue().to_pybytes()

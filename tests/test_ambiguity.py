@@ -1,0 +1,23 @@
+import json
+
+from data_gen.ambiguity import measure_ambiguity
+from data_gen.cli import main
+from data_gen.regions import region_preset
+
+
+def test_full_range_is_more_ambiguous_than_the_working_region(jaco):
+    full = measure_ambiguity(jaco, region_preset(jaco, "full"), n_poses=40, n_starts=16, seed=0)
+    working = measure_ambiguity(jaco, region_preset(jaco, "working"), n_poses=40, n_starts=16, seed=0)
+    for result in (full, working):
+        assert 0.0 <= result.ambiguous_fraction <= 1.0
+        assert result.mean_distinct_solutions >= 1.0
+    # measured: full ~99% with ~6.5 solutions per pose
+    assert full.ambiguous_fraction >= 0.9 and full.mean_distinct_solutions >= 3.0
+    assert working.ambiguous_fraction < full.ambiguous_fraction
+    assert working.mean_distinct_solutions < full.mean_distinct_solutions
+
+
+def test_ambiguity_cli_json(capsys):
+    assert main(["ambiguity", "--region", "full", "--poses", "5", "--starts", "8", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_poses"] == 5 and 0.0 <= result["ambiguous_fraction"] <= 1.0
