@@ -155,64 +155,83 @@ def _as_joint_batch(q: np.ndarray, n_joints: int) -> np.ndarray:
     return q
 
 
-# Rows per block inside fk: small enough that every (3, block) temporary stays
-# in L2 cache, large enough that numpy's per-call overhead is amortized.
-_FK_BLOCK_ROWS = 8192
+# Rows per block inside fk: every scratch array is (3 or 6, block) float64, small
+# enough to stay in cache, large enough to amortize numpy's per-call overhead.
+_FK_BLOCK_ROWS = 16384
 
 
 def fk_rotation_translation(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched FK. ``(N, 6)`` radians -> rotations ``(N, 3, 3)``, positions ``(N, 3)``."""
     q = _as_joint_batch(q, robot.n_joints)
-    n = q.shape[0]
-    rotation, position = np.empty((n, 3, 3)), np.empty((n, 3))
-    for start in range(0, n, _FK_BLOCK_ROWS):
-        stop = min(start + _FK_BLOCK_ROWS, n)
-        x, y, z, p = _fk_columns(robot, q[start:stop])
-        block_r = rotation[start:stop]
-        block_r[:, :, 0], block_r[:, :, 1], block_r[:, :, 2] = x.T, y.T, z.T
-        position[start:stop] = p.T
+    rotation, position = np.empty((q.shape[0], 3, 3)), np.empty((q.shape[0], 3))
+    _fk_into(robot, q, rotation, position)
     return rotation, position
 
 
-def _fk_columns(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, ...]:
-    """FK of one block as end-effector frame columns x, y, z and position p, each ``(3, N)``.
+def fk(robot: Robot, q: np.ndarray) -> np.ndarray:
+    """Batched forward kinematics. ``(N, 6)`` radians -> ``(N, 4, 4)`` float64 poses."""
+    q = _as_joint_batch(q, robot.n_joints)
+    out = np.empty((q.shape[0], 4, 4))
+    _fk_into(robot, q, out[:, :3, :3], out[:, :3, 3])
+    out[:, 3, :3] = 0.0
+    out[:, 3, 3] = 1.0
+    return out
 
-    Working on column vectors laid out as ``(3, N)`` keeps each step a few
-    contiguous elementwise numpy operations (no per-row loop, no small-matrix
-    matmul). For one link, with ``u, v`` the previous x/y columns rotated by theta:
+
+def _fk_into(robot: Robot, q: np.ndarray, rotation: np.ndarray, position: np.ndarray) -> None:
+    """Write FK of ``q`` into ``rotation`` ``(N, 3, 3)`` and ``position`` ``(N, 3)`` views."""
+    n = q.shape[0]
+    # Scratch buffers are allocated once per call and reused by every block:
+    # fresh temporaries of this size would each cost an mmap and page faults.
+    scratch = np.empty((_SCRATCH_ROWS, min(n, _FK_BLOCK_ROWS)))
+    for start in range(0, n, _FK_BLOCK_ROWS):
+        stop = min(start + _FK_BLOCK_ROWS, n)
+        x, y, z, p = _fk_columns(robot, q[start:stop], scratch[:, : stop - start])
+        block_r = rotation[start:stop]
+        block_r[:, :, 0], block_r[:, :, 1], block_r[:, :, 2] = x.T, y.T, z.T
+        position[start:stop] = p.T
+
+
+_SCRATCH_ROWS = 6 * 9 + 3 * 7  # _sincos: nine (6, n) arrays; _fk_columns: seven (3, n)
+
+
+def _fk_columns(robot: Robot, q: np.ndarray, scratch: np.ndarray) -> tuple[np.ndarray, ...]:
+    """FK of one block as end-effector frame columns x, y, z and position p, each ``(3, n)``.
+
+    Column vectors laid out as ``(3, n)`` make each step a few contiguous
+    elementwise numpy operations (no per-row loop, no small-matrix matmul),
+    written into ``scratch`` with ``out=``. For one link, with ``u, v`` the
+    previous x/y columns rotated by theta about the previous z:
         p' = p + d*z + a*u,  x' = u,  y' = v*cos(alpha) + z*sin(alpha),
         z' = z*cos(alpha) - v*sin(alpha)
     """
-    theta = np.ascontiguousarray(q.T)
-    theta *= robot.sign[:, None]
-    theta += robot.offset[:, None]
-    sin_t, cos_t = _sincos(theta)
-    base_r = robot.base[:3, :3]
-    x, y, z = (base_r[:, j : j + 1] for j in range(3))  # (3, 1), broadcast on first link
-    p = robot.base[:3, 3:4]
+    sin_t, cos_t = _sincos(q.T * robot.sign[:, None] + robot.offset[:, None], scratch[: 6 * 9])
+    x, y, z, p, u, v, t = scratch[6 * 9 :].reshape(7, 3, -1)
+    for column, target in enumerate((x, y, z)):
+        target[:] = robot.base[:3, column : column + 1]
+    p[:] = robot.base[:3, 3:4]
     for i in range(robot.n_joints):
         ct, st = cos_t[i], sin_t[i]
-        u = x * ct
-        u += y * st
-        v = y * ct
-        v -= x * st
-        if robot.d[i]:  # translation uses the previous z axis, so before z changes
-            p = p + robot.d[i] * z
+        np.multiply(x, ct, out=u), np.multiply(y, st, out=t), np.add(u, t, out=u)
+        np.multiply(y, ct, out=v), np.multiply(x, st, out=t), np.subtract(v, t, out=v)
+        if robot.d[i]:  # translation along the previous z, so before z changes
+            np.multiply(z, robot.d[i], out=t), np.add(p, t, out=p)
         if robot.a[i]:
-            p = p + robot.a[i] * u
+            np.multiply(u, robot.a[i], out=t), np.add(p, t, out=p)
         ca, sa = math.cos(robot.alpha[i]), math.sin(robot.alpha[i])
-        x, y, z = u, v * ca + z * sa, z * ca - v * sa
+        np.multiply(v, ca, out=y), np.multiply(z, sa, out=t), np.add(y, t, out=y)
+        np.multiply(z, ca, out=z), np.multiply(v, sa, out=t), np.subtract(z, t, out=z)
+        x, u = u, x
     if not np.array_equal(robot.tool, np.eye(4)):
         tool_r, tool_p = robot.tool[:3, :3], robot.tool[:3, 3]
         p = p + x * tool_p[0] + y * tool_p[1] + z * tool_p[2]
         x, y, z = (x * tool_r[0, j] + y * tool_r[1, j] + z * tool_r[2, j] for j in range(3))
-    shape = (3, q.shape[0])
-    return tuple(np.broadcast_to(c, shape) for c in (x, y, z, p))
+    return x, y, z, p
 
 
 # sin/cos by table and short polynomial. numpy's float64 sin and cos fall
 # back to libm here (about 14 ns per value, most of FK's time); this costs a
-# third of that at the same accuracy (< 1e-15, tested). theta = k*h + r with
+# third of that at the same accuracy (< 5e-15, tested). theta = k*h + r with
 # h = 2*pi/256, a table of sin/cos(k*h), and Taylor series in |r| <= h/2.
 _SINCOS_STEPS = 256
 _STEP = 2 * math.pi / _SINCOS_STEPS
@@ -222,28 +241,39 @@ _SIN_TABLE = np.sin(np.arange(_SINCOS_STEPS) * _STEP)
 _COS_TABLE = np.cos(np.arange(_SINCOS_STEPS) * _STEP)
 
 
-def _sincos(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sin and cos of a float64 array (|theta| < 1e6), accurate to about 1e-16."""
-    k = np.rint(theta * (1.0 / _STEP))
-    r = theta - k * _STEP_HI
-    r -= k * _STEP_LO
-    index = k.astype(np.int64) & (_SINCOS_STEPS - 1)
-    sin_k, cos_k = _SIN_TABLE[index], _COS_TABLE[index]
-    r2 = r * r
+def _sincos(theta: np.ndarray, scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """sin and cos of a float64 array, within about 1e-15 of numpy's for |theta| < 40.
+
+    ``scratch``, if given, is ``(9 * theta.shape[0], theta.shape[1])`` float64
+    and receives every intermediate (the results are views into it).
+    """
+    if scratch is None:
+        scratch = np.empty((9 * theta.shape[0],) + theta.shape[1:])
+    k, r, r2, index, sin_k, cos_k, sin_r, cos_r, tmp = scratch.reshape((9,) + theta.shape)
+    index = index.view(np.int64)
+    np.rint(np.multiply(theta, 1.0 / _STEP, out=k), out=k)
+    np.subtract(theta, np.multiply(k, _STEP_HI, out=tmp), out=r)
+    np.subtract(r, np.multiply(k, _STEP_LO, out=tmp), out=r)
+    np.bitwise_and(k.astype(np.int64), _SINCOS_STEPS - 1, out=index)
+    np.take(_SIN_TABLE, index, out=sin_k)
+    np.take(_COS_TABLE, index, out=cos_k)
+    np.multiply(r, r, out=r2)
     # |r| <= 0.0123: truncation errors r^7/5040 and r^8/40320 are below 1e-17.
-    sin_r = r * (1.0 + r2 * (-1.0 / 6.0 + r2 * (1.0 / 120.0)))
-    cos_r = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24.0 - r2 * (1.0 / 720.0)))
-    return sin_k * cos_r + cos_k * sin_r, cos_k * cos_r - sin_k * sin_r
-
-
-def fk(robot: Robot, q: np.ndarray) -> np.ndarray:
-    """Batched forward kinematics. ``(N, 6)`` radians -> ``(N, 4, 4)`` float64 poses."""
-    rotation, position = fk_rotation_translation(robot, q)
-    out = np.zeros((position.shape[0], 4, 4))
-    out[:, :3, :3] = rotation
-    out[:, :3, 3] = position
-    out[:, 3, 3] = 1.0
-    return out
+    np.multiply(r2, 1.0 / 120.0, out=sin_r)  # r * (1 - r2/6 + r2^2/120)
+    sin_r += -1.0 / 6.0
+    sin_r *= r2
+    sin_r += 1.0
+    sin_r *= r
+    np.multiply(r2, -1.0 / 720.0, out=cos_r)  # 1 - r2/2 + r2^2/24 - r2^3/720
+    cos_r += 1.0 / 24.0
+    cos_r *= r2
+    cos_r += -0.5
+    cos_r *= r2
+    cos_r += 1.0
+    # results overwrite k and r2, which are no longer needed
+    np.multiply(sin_k, cos_r, out=k), np.multiply(cos_k, sin_r, out=tmp), np.add(k, tmp, out=k)
+    np.multiply(cos_k, cos_r, out=r2), np.multiply(sin_k, sin_r, out=tmp), np.subtract(r2, tmp, out=r2)
+    return k, r2
 
 
 # --- rotation encodings ------------------------------------------------------
