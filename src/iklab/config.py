@@ -1,0 +1,224 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML with strict keys.
+
+An experiment file under `experiments/` is the whole definition of a run.
+Unknown keys and wrong types are rejected with the key and the file named.
+Overrides (``"model.width=256 optimizer.learning_rate=3e-4"``) are applied to
+the YAML mapping before validation, so they get the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    robot: str = "jaco"
+    region: str = "working"  # a data_gen preset ("full", "working") or "custom"
+    lower: tuple[float, ...] | None = None  # custom region bounds, radians
+    upper: tuple[float, ...] | None = None
+    rows: int = 200_000  # dataset size; generated on first use if missing
+    seed: int = 0  # dataset seed (the run's seed is ExperimentConfig.seed)
+    path: str | None = None  # default data/<robot>-<region>-<rows>-s<seed>
+    input_encoding: str = "xyz_quat"  # xyz_rpy (the original question's) | xyz_quat | xyz_rot6d
+    output_encoding: str = "sincos"  # angles | sincos (two outputs per joint, decoded by atan2)
+    train_rows: int | None = None  # use only this many training rows (searches on a subsample)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str = "mlp"  # mlp | conv1d (treat the pose vector as a short sequence first)
+    depth: int = 3  # hidden dense layers
+    width: int = 256
+    widths: tuple[int, ...] | None = None  # per-layer widths; overrides depth and width
+    activation: str = "relu"  # relu | leaky_relu | elu | gelu | tanh | sigmoid
+    batch_norm: str = "off"  # off | before | after (the activation)
+    dropout: float = 0.0
+    residual: bool = False  # skip connections between hidden layers of equal width
+    kernel_initializer: str = "he_normal"
+    conv_layers: int = 2  # conv1d only
+    conv_filters: int = 64
+    conv_kernel_size: int = 3
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"  # adam | adamw | sgd | rmsprop
+    learning_rate: float = 1e-3
+    momentum: float = 0.0  # sgd and rmsprop
+    weight_decay: float = 1e-4  # adamw only
+    schedule: str = "constant"  # constant | cosine | exponential | inverse_time
+    decay: float = 0.0  # inverse_time: lr / (1 + decay * step), Keras 2's `decay` argument
+    decay_rate: float = 0.9  # exponential: lr * decay_rate ** epoch
+    clipnorm: float | None = None  # gradient clipping by global norm
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 512
+    loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped
+    early_stopping_patience: int = 6  # epochs without val_loss improvement; 0 disables
+    reduce_lr_patience: int = 3  # constant schedule only; 0 disables
+    reduce_lr_factor: float = 0.5
+    verbose: int = 0  # Keras fit verbosity; progress is printed per epoch anyway
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    probe_rows: int = 4096  # fixed validation rows probed at each epoch end
+    warmup_epochs: int = 2  # flags about collapse wait this long
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    knn_rows: int = 200_000  # training rows the k-NN baseline may look up
+    knn_k: int = 1
+    test_rows: int | None = None  # evaluate on at most this many test rows
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    experiment: str | None = None  # default ik-<robot>-train
+    run_name: str | None = None
+    log_model: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+def load_experiment(path: str | Path, overrides: str | list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML, apply overrides, validate strictly."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: experiment file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    return experiment_from_dict(apply_overrides(raw, overrides, str(path)), str(path))
+
+
+def experiment_from_dict(raw: dict, source: str = "<dict>") -> ExperimentConfig:
+    return _build(ExperimentConfig, raw, source, prefix="")
+
+
+def apply_overrides(raw: dict, overrides: str | list[str] | None, source: str = "<dict>") -> dict:
+    """``"a.b=1 c.d=x"`` or ``["a.b=1"]`` -> a deep copy of ``raw`` with those keys set."""
+    items = shlex.split(overrides) if isinstance(overrides, str) else list(overrides or [])
+    result = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE (e.g. model.width=256)")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: override {key!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(text)
+    return result
+
+
+def _build(cls, raw, source: str, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    values = {}
+    for name in names & set(raw):
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], source, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(raw[name], hint, source, prefix + name)
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{source}: {prefix or ''}{exc}") from None
+
+
+def _coerce(value, hint, source: str, key: str):
+    """Check ``value`` against a type hint: int, float, str, bool, tuple[x, ...], X | None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, source, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return tuple(_coerce(v, args[0], source, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is float and isinstance(value, str):
+        value = _yaml_float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
+    ok = {bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str)}[hint]
+    if not ok:
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def _yaml_float(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config) -> str:
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+
+    return yaml.safe_dump(plain(to_dict(config)), sort_keys=False)
+
+
+def flatten(config) -> dict[str, object]:
+    """``{"model.width": 256, ...}``: one entry per leaf, for MLflow params."""
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[prefix + key] = value
+
+    walk(to_dict(config), "")
+    return flat

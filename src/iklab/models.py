@@ -1,0 +1,157 @@
+"""Keras model, optimizer and loss builders from config (functional API).
+
+Layer names are a convention the diagnostics rely on: trainable layers
+`dense_<i>` / `conv_<i>`, the activation ending each hidden block `act_<i>`,
+batch norm `bn_<i>`, the output layer `output`. A `Normalization` layer
+adapted on the training inputs comes first, so a saved model takes raw pose
+features; for angle outputs an inverted `Normalization` (adapted on the
+training joints) comes last, so the network itself works in standard units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from .config import ModelConfig, OptimizerConfig, TrainingConfig
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+
+
+def build_model(cfg: ModelConfig, train_inputs: np.ndarray, n_outputs: int, *,
+                train_targets: np.ndarray | None = None, name: str = "ik") -> keras.Model:
+    """A model from ``cfg``; ``train_inputs`` adapt the input normalization.
+
+    ``train_targets`` (angle outputs) adapt an inverted normalization on the
+    output so the last Dense layer predicts standardized targets.
+    """
+    _check(cfg)
+    inputs = keras.Input(shape=(train_inputs.shape[1],), name="pose")
+    normalize = keras.layers.Normalization(name="normalize_inputs")
+    normalize.adapt(train_inputs)
+    x = normalize(inputs)
+    counter = _Counter()
+    if cfg.family == "conv1d":
+        x = _conv_front(x, cfg, counter)
+    widths = cfg.widths or (cfg.width,) * cfg.depth
+    for width in widths:
+        x = _dense_block(x, width, cfg, counter)
+    outputs = keras.layers.Dense(n_outputs, name="output", kernel_initializer="glorot_uniform")(x)
+    if train_targets is not None:
+        denormalize = keras.layers.Normalization(invert=True, name="denormalize_outputs")
+        denormalize.adapt(train_targets)
+        outputs = denormalize(outputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+class _Counter:
+    """Numbers the hidden blocks so every layer name is unique and ordered."""
+
+    def __init__(self):
+        self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        return self.value
+
+
+def _check(cfg: ModelConfig) -> None:
+    if cfg.family not in ("mlp", "conv1d"):
+        raise ValueError(f"model.family must be mlp or conv1d, got {cfg.family!r}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {cfg.activation!r}")
+    if cfg.batch_norm not in ("off", "before", "after"):
+        raise ValueError(f"model.batch_norm must be off, before or after, got {cfg.batch_norm!r}")
+    widths = cfg.widths or (cfg.width,) * cfg.depth
+    if not widths or min(widths) < 1:
+        raise ValueError(f"model needs at least one hidden layer of width >= 1, got {list(widths)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
+
+
+def _activate(x, cfg: ModelConfig, index: int):
+    """Activation with optional batch norm before or after it."""
+    if cfg.batch_norm == "before":
+        x = keras.layers.BatchNormalization(name=f"bn_{index}")(x)
+    x = keras.layers.Activation(cfg.activation, name=f"act_{index}")(x)
+    if cfg.batch_norm == "after":
+        x = keras.layers.BatchNormalization(name=f"bn_{index}")(x)
+    return x
+
+
+def _dense_block(x, width: int, cfg: ModelConfig, counter: _Counter):
+    index = counter.next()
+    y = keras.layers.Dense(width, name=f"dense_{index}", kernel_initializer=cfg.kernel_initializer,
+                           use_bias=cfg.batch_norm != "before")(x)
+    y = _activate(y, cfg, index)
+    if cfg.dropout:
+        y = keras.layers.Dropout(cfg.dropout, name=f"dropout_{index}")(y)
+    if cfg.residual and x.shape[-1] == width:
+        y = keras.layers.Add(name=f"residual_{index}")([x, y])
+    return y
+
+
+def _conv_front(x, cfg: ModelConfig, counter: _Counter):
+    """Treat the feature vector as a length-F sequence of one channel (question 000's fix)."""
+    x = keras.layers.Reshape((x.shape[-1], 1), name="as_sequence")(x)
+    for _ in range(cfg.conv_layers):
+        index = counter.next()
+        x = keras.layers.Conv1D(cfg.conv_filters, cfg.conv_kernel_size, padding="same",
+                                name=f"conv_{index}", kernel_initializer=cfg.kernel_initializer)(x)
+        x = _activate(x, cfg, index)
+    return keras.layers.Flatten(name="flatten")(x)
+
+
+def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    schedule = _schedule(cfg, steps_per_epoch, epochs)
+    clip = {"clipnorm": cfg.clipnorm} if cfg.clipnorm else {}
+    if cfg.name == "adam":
+        return keras.optimizers.Adam(schedule, **clip)
+    if cfg.name == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **clip)
+    if cfg.name == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=cfg.momentum, **clip)
+    if cfg.name == "rmsprop":
+        return keras.optimizers.RMSprop(schedule, momentum=cfg.momentum, **clip)
+    raise ValueError(f"optimizer.name must be adam, adamw, sgd or rmsprop, got {cfg.name!r}")
+
+
+def _schedule(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int):
+    if cfg.learning_rate <= 0:
+        raise ValueError(f"optimizer.learning_rate must be > 0, got {cfg.learning_rate}")
+    schedules = keras.optimizers.schedules
+    if cfg.schedule == "constant":
+        return cfg.learning_rate
+    if cfg.schedule == "cosine":
+        return schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
+    if cfg.schedule == "exponential":
+        return schedules.ExponentialDecay(cfg.learning_rate, steps_per_epoch, cfg.decay_rate)
+    if cfg.schedule == "inverse_time":
+        # Keras 2's Adam(decay=d): lr_t = lr / (1 + d * t), t counted in steps
+        return schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
+    raise ValueError("optimizer.schedule must be constant, cosine, exponential or inverse_time, "
+                     f"got {cfg.schedule!r}")
+
+
+def wrapped_angle_loss(y_true, y_pred):
+    """2 (1 - cos(error)) per joint: equals error^2 near 0, and is 2*pi periodic."""
+    return keras.ops.mean(2.0 * (1.0 - keras.ops.cos(y_pred - y_true)), axis=-1)
+
+
+def build_loss(cfg: TrainingConfig, output_encoding: str):
+    kind = cfg.loss
+    if kind == "auto":
+        kind = "wrapped" if output_encoding == "angles" else "mse"
+    if kind == "wrapped":
+        if output_encoding != "angles":
+            raise ValueError("training.loss 'wrapped' needs data.output_encoding: angles")
+        return wrapped_angle_loss
+    if kind in ("mse", "mae"):
+        return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[kind]
+    raise ValueError(f"training.loss must be auto, mse, mae or wrapped, got {cfg.loss!r}")
+
+
+def count_parameters(model: keras.Model) -> int:
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))

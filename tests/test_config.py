@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from iklab.config import ConfigError, ExperimentConfig, flatten, load_experiment, to_yaml
+
+EXPERIMENTS = sorted(Path(__file__).resolve().parent.parent.glob("experiments/*.yaml"))
+
+
+def _write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_experiment_file_loads():
+    assert {p.name for p in EXPERIMENTS} >= {"jaco_mlp.yaml", "jaco_full_range.yaml", "jaco_conv1d.yaml"}
+    for path in EXPERIMENTS:
+        config = load_experiment(path)
+        assert isinstance(config, ExperimentConfig) and config.name == path.stem
+
+
+def test_defaults_types_and_overrides(tmp_path):
+    path = _write(tmp_path, "model:\n  width: 64\noptimizer:\n  learning_rate: 1e-3\n")
+    config = load_experiment(path, "model.width=256 optimizer.learning_rate=3e-4 model.widths=[8,4]")
+    assert config.name == "exp"  # from the file name
+    assert config.model.width == 256 and config.model.widths == (8, 4)
+    assert config.optimizer.learning_rate == pytest.approx(3e-4)  # YAML 1.1 reads "3e-4" as text
+    assert config.model.depth == 3  # default kept
+    assert load_experiment(path).optimizer.learning_rate == pytest.approx(1e-3)
+    flat = flatten(config)
+    assert flat["model.width"] == 256 and flat["data.robot"] == "jaco"
+    assert "width: 256" in to_yaml(config)
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("model:\n  widht: 3\n", None, "exp.yaml: unknown key model.widht"),
+    ("modle: {}\n", None, "unknown key modle"),
+    ("model:\n  width: wide\n", None, "model.width must be int, got 'wide'"),
+    ("model:\n  width: 2.5\n", None, "model.width must be int"),
+    ("model:\n  residual: 1\n", None, "model.residual must be bool"),
+    ("model:\n  widths: 5\n", None, "model.widths must be a list"),
+    ("model: 3\n", None, "model must be a mapping"),
+    ("{}", "model.width", "not KEY=VALUE"),
+    ("{}", "model.depth=x", "model.depth must be int"),
+    ("{}", "training.nope=1", "unknown key training.nope"),
+    ("- a\n- b\n", None, "mapping at the top level"),
+    ("model: [\n", None, "not valid YAML"),
+])
+def test_strict_errors_name_the_file_and_key(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_experiment(_write(tmp_path, text), overrides)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="experiment file not found"):
+        load_experiment(tmp_path / "nope.yaml")

@@ -1,0 +1,81 @@
+import math
+
+import numpy as np
+import pytest
+
+from data_gen.regions import region_preset
+from iklab import data as D
+from iklab.config import DataConfig
+from iklab.kinematics import fk, matrix_to_quaternion, matrix_to_rpy, quaternion_to_matrix, rot6d_to_matrix
+
+
+@pytest.fixture(scope="module")
+def split(jaco):
+    q = np.random.default_rng(0).uniform(-math.pi, math.pi, size=(500, 6))
+    poses = fk(jaco, q)
+    return D.Split(q, poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3]))
+
+
+def test_input_encodings_round_trip_to_the_pose(split):
+    rotation = quaternion_to_matrix(split.quat)
+    xyz_rpy = D.encode_inputs(split, "xyz_rpy").astype(np.float64)
+    np.testing.assert_allclose(xyz_rpy[:, 3:], matrix_to_rpy(rotation), atol=1e-6)  # float32
+    xyz_quat = D.encode_inputs(split, "xyz_quat")
+    np.testing.assert_allclose(quaternion_to_matrix(xyz_quat[:, 3:].astype(np.float64)), rotation, atol=1e-6)
+    rot6d = D.encode_inputs(split, "xyz_rot6d").astype(np.float64)
+    np.testing.assert_allclose(rot6d_to_matrix(rot6d[:, 3:]), rotation, atol=1e-6)
+    for kind, columns in D.INPUT_ENCODINGS.items():
+        features = D.encode_inputs(split, kind)
+        assert features.shape == (500, len(columns)) and features.dtype == np.float32
+        np.testing.assert_allclose(features[:, :3], split.position, atol=1e-6)
+    np.testing.assert_allclose(split.poses(), fk_poses(split), atol=1e-12)
+
+
+def fk_poses(split):
+    out = np.zeros((len(split), 4, 4))
+    out[:, :3, :3], out[:, :3, 3], out[:, 3, 3] = quaternion_to_matrix(split.quat), split.position, 1
+    return out
+
+
+@pytest.mark.parametrize("kind", ["angles", "sincos"])
+def test_output_encodings_round_trip(split, kind):
+    targets = D.encode_targets(split.q, kind)
+    assert targets.shape == (500, len(D.OUTPUT_ENCODINGS[kind]))
+    decoded = D.decode_outputs(targets, kind)
+    error = np.abs((decoded - split.q + math.pi) % (2 * math.pi) - math.pi)
+    assert error.max() < 1e-6  # float32 targets
+
+
+def test_unknown_encodings(split):
+    with pytest.raises(ValueError, match="unknown input encoding 'xyz'"):
+        D.encode_inputs(split, "xyz")
+    with pytest.raises(ValueError, match="unknown output encoding"):
+        D.encode_targets(split.q, "degrees")
+
+
+def test_ensure_dataset_generates_once_and_checks_identity(tmp_path, monkeypatch, jaco):
+    monkeypatch.chdir(tmp_path)
+    cfg = DataConfig(rows=3000, seed=2)
+    path = D.ensure_dataset(cfg)
+    assert path == tmp_path / "data" / "jaco-working-3000-s2" or path.resolve() == (
+        tmp_path / "data" / "jaco-working-3000-s2").resolve()
+    dataset = D.load_dataset(path)
+    assert len(dataset.train) + len(dataset.val) + len(dataset.test) == 3000
+    assert dataset.ambiguity is not None and 0.0 <= dataset.ambiguity <= 1.0
+    assert dataset.region.name == "working" and dataset.robot.name == "jaco"
+    np.testing.assert_allclose(dataset.train.poses(), fk(jaco, dataset.train.q), atol=1e-12)
+    mtime = (path / "card.json").stat().st_mtime
+    assert D.ensure_dataset(cfg) == path and (path / "card.json").stat().st_mtime == mtime
+    with pytest.raises(ValueError, match="holds a different dataset"):
+        D.ensure_dataset(DataConfig(rows=3000, seed=2, region="full", path=str(path)))
+
+
+def test_custom_region_config(jaco):
+    cfg = DataConfig(region="custom", lower=(0,) * 6, upper=(0.5,) * 6)
+    assert D.config_region(cfg, jaco).upper.tolist() == [0.5] * 6
+    assert "custom-" in str(D.dataset_path(cfg))
+    with pytest.raises(ValueError, match="set data.lower and data.upper"):
+        D.config_region(DataConfig(region="custom"), jaco)
+    with pytest.raises(ValueError, match="need data.region: custom"):
+        D.config_region(DataConfig(lower=(0,) * 6), jaco)
+    assert D.config_region(DataConfig(region="full"), jaco).name == region_preset(jaco, "full").name
