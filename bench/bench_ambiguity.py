@@ -1,20 +1,20 @@
 """Ambiguity of Jaco's `full` and `working` regions with the CLI's default sample sizes.
 
 Expected (issue 2): about 99% for `full`; under 1% for the default `working` region.
-Run: .venv/bin/python bench/bench_ambiguity.py [--poses 2000] [--starts 64]
+Run: .venv/bin/python bench/bench_ambiguity.py [--poses N] [--starts N] (defaults: the CLI's)
 """
 
 import argparse
 
-from data_gen.ambiguity import measure_ambiguity
+from data_gen.ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
 from data_gen.regions import region_preset
 from iklab.kinematics import load_robot
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--poses", type=int, default=2000)
-    parser.add_argument("--starts", type=int, default=64)
+    parser.add_argument("--poses", type=int, default=DEFAULT_POSES)
+    parser.add_argument("--starts", type=int, default=DEFAULT_STARTS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     robot = load_robot("jaco")

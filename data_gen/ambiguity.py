@@ -26,6 +26,10 @@ from .regions import Region
 # than any learned model, loose enough for LM at tol=1e-10 (<= 0.009 mm).
 _REACH_POSITION_M = 1e-5
 _REACH_ROTATION_RAD = 1e-4
+# Defaults: about a minute on 2 cores for `full` (~0.15 ms per IK start) and a
+# standard error of ~0.15 percentage points on a fraction near 1%.
+DEFAULT_POSES = 4000
+DEFAULT_STARTS = 64
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class AmbiguityResult:
         return asdict(self)
 
 
-def measure_ambiguity(robot: Robot, region: Region, *, n_poses: int = 400, n_starts: int = 48,
+def measure_ambiguity(robot: Robot, region: Region, *, n_poses: int = DEFAULT_POSES, n_starts: int = DEFAULT_STARTS,
                       threshold_deg: float = 5.0, seed: int = 0, tol: float = 1e-10,
                       progress: bool = False) -> AmbiguityResult:
     """Fraction of the region's poses with a second IK solution inside the region."""

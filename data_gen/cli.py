@@ -15,7 +15,7 @@ import time
 
 from iklab.kinematics import DEFAULT_ROBOT, RobotError, load_robot
 
-from .ambiguity import measure_ambiguity
+from .ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
 from .dataset import DatasetError, column_stats, read_card, split_counts, verify
 from .export import export_csv
 from .generate import DEFAULT_PART_ROWS, SplitFractions, generate
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--split", type=_float_list, default=[0.8, 0.1, 0.1],
                      help="train,val,test fractions (default 0.8,0.1,0.1)")
     gen.add_argument("--ambiguity", action="store_true",
-                     help="measure the region's ambiguity (about a minute) and record it in the card")
+                     help="measure the region's ambiguity (under a minute) and record it in the card")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
 
     ins = commands.add_parser("inspect", help="print the card, split sizes, column statistics; verify checksums")
@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     amb = commands.add_parser("ambiguity", help="measure how multi-valued IK is on a region")
     _add_region_arguments(amb)
-    amb.add_argument("--poses", type=int, default=2000, help="sampled poses (default 2000)")
-    amb.add_argument("--starts", type=int, default=64, help="random IK starts per pose (default 64)")
+    amb.add_argument("--poses", type=int, default=DEFAULT_POSES, help=f"sampled poses (default {DEFAULT_POSES})")
+    amb.add_argument("--starts", type=int, default=DEFAULT_STARTS,
+                     help=f"random IK starts per pose (default {DEFAULT_STARTS})")
     amb.add_argument("--threshold-deg", type=float, default=5.0,
                      help="max joint difference that makes a second solution distinct (default 5)")
     amb.add_argument("--seed", type=int, default=0)

@@ -47,10 +47,15 @@ class Region:
         return self.lower + np.mod(np.asarray(q, float) - self.lower, 2 * math.pi)
 
 
-# Working regions, in degrees (lower, upper) per joint. See README "Regions"
-# for how each was chosen and its measured ambiguity.
+# Working regions, in degrees (lower, upper) per joint; bench/region_search.py
+# reproduces the choice and README "Regions" explains it. Jaco's keeps one IK
+# branch: upper arm between horizontal and vertical (q1), elbow bent one way
+# (q2 < 0), wrist bent one way (q4 < 0), edges backed off the elbow and wrist
+# singularities; the base sweeps the front half-space (+x); q3 and q5 stop at
+# +-175 so raw-angle targets have no jump at +-180.
 _WORKING_DEG = {
-    "jaco": ((-60.0, 60.0), (120.0, 240.0), (30.0, 150.0), (-90.0, 90.0), (-90.0, 90.0), (-90.0, 90.0)),
+    "jaco": ((-90.0, 90.0), (90.0, 180.0), (-165.0, -30.0), (-175.0, 175.0), (-165.0, -15.0),
+             (-175.0, 175.0)),
 }
 
 
@@ -70,7 +75,7 @@ def region_preset(robot: Robot, name: str | None = None) -> Region:
         return Region("full", robot.qlim[0].copy(), robot.qlim[1].copy())
     if name == "working" and robot.name in _WORKING_DEG:
         bounds = np.array(_WORKING_DEG[robot.name]) * _DEG
-        return Region("working", bounds[:, 0].copy(), bounds[:, 1].copy())
+        return custom_region(robot, bounds[:, 0], bounds[:, 1], name="working")
     raise ValueError(f"unknown region {name!r} for robot {robot.name!r}; "
                      f"presets: {', '.join(preset_names(robot))} (or give --lower/--upper)")
 
