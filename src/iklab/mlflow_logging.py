@@ -1,0 +1,173 @@
+"""MLflow side of a training run: the run itself, params, per-epoch metrics, results, model.
+
+Kept apart from `train` so the training loop reads top to bottom. Everything a
+person needs to reproduce a run from the UI is logged: the resolved config,
+the dataset's digest and the git commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+import iklab
+
+from .config import ExperimentConfig, flatten, to_yaml
+from .data import INPUT_ENCODINGS, OUTPUT_ENCODINGS, Dataset
+from .diagnostics import dead_unit_heatmap, diagnosis_markdown
+from .evaluation import error_histograms
+from .plots import learning_curves
+
+MODEL_METADATA_KEY = "iklab"
+_MODEL_REQUIREMENTS = ("tensorflow", "keras", "numpy", "mlflow")
+
+
+@contextlib.contextmanager
+def training_run(config: ExperimentConfig, dataset: Dataset, *, parent_run_id=None, run_name=None,
+                 tags=None):
+    """Start (or resume, under `mlflow run`) the run; FAILED or KILLED if the body raises."""
+    name = run_name or config.mlflow.run_name or config.name
+    if parent_run_id:
+        experiment_id = MlflowClient().get_run(parent_run_id).info.experiment_id
+        run = mlflow.start_run(experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=name,
+                               tags=tags, nested=mlflow.active_run() is not None)
+    elif os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` created the run for us
+        run = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"], tags=tags)
+    else:
+        mlflow.set_experiment(config.mlflow.experiment or f"ik-{dataset.robot.name}-train")
+        run = mlflow.start_run(run_name=name, tags=tags)
+    try:
+        yield run
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        mlflow.set_tag("failure_reason", "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.end_run("KILLED" if interrupted else "FAILED")
+        raise
+    mlflow.end_run()  # no-op if log_failure already ended it as FAILED
+
+
+def log_setup(config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, n_parameters: int) -> None:
+    params = {key: ("" if value is None else value) for key, value in flatten(config).items()}
+    params["model.n_parameters"] = n_parameters
+    params["data.train_rows_used"] = len(x_train)
+    mlflow.log_params(params)
+    mlflow.set_tags({
+        "git_commit": git_commit(), "dataset": dataset.path.name, "dataset_digest": dataset.digest,
+        "robot": dataset.robot.name, "region": dataset.region.name, "family": config.model.family,
+        "experiment_file": config.name,
+    })
+    source = mlflow.data.from_numpy(x_train[:1000], source=str(dataset.path.resolve()),
+                                    name=dataset.path.name, digest=dataset.digest[:32])
+    mlflow.log_input(source, context="training")
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every epoch's metrics (diagnostics included) to MLflow and prints a progress line."""
+
+    def __init__(self, run_id: str, epochs: int):
+        super().__init__()
+        self.run_id, self.epochs = run_id, epochs
+        self.history: list[dict] = []
+        self._client = MlflowClient()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
+        values["epoch_seconds"] = time.perf_counter() - self._started
+        self.history.append({"epoch": epoch, **values})
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, epoch) for k, v in values.items() if np.isfinite(v)]
+        self._client.log_batch(self.run_id, metrics=metrics)
+        dead = max((v for k, v in values.items() if k.startswith("dead_fraction/")), default=0.0)
+        print(f"epoch {epoch + 1:3d}/{self.epochs}  loss {values.get('loss', np.nan):.4g}  "
+              f"val_loss {values.get('val_loss', np.nan):.4g}  R2 {values.get('r2_mean', np.nan):+.3f}  "
+              f"max dead {dead:.0%}  lr {values.get('learning_rate', np.nan):.2e}  "
+              f"{values['epoch_seconds']:.1f} s", flush=True)
+
+
+def log_results(config, result, flags, diagnostics_history, reports) -> None:
+    mlflow.log_metrics(result.metrics)
+    _log_flags(flags)
+    mlflow.log_text(to_yaml(config), "config.yaml")
+    mlflow.log_text(_diagnosis(config, flags, diagnostics_history, result.metrics), "diagnosis.md")
+    mlflow.log_figure(learning_curves(result.history, title=config.name), "plots/learning_curves.png")
+    mlflow.log_figure(dead_unit_heatmap(diagnostics_history, title=config.name), "plots/dead_units.png")
+    mlflow.log_figure(error_histograms(reports, title=f"{config.name}: test split"),
+                      "plots/error_histograms.png")
+
+
+def log_failure(result, flags, diagnostics_history) -> None:
+    """A diverged run: keep what was logged, say why, end it as FAILED."""
+    _log_flags(flags)
+    mlflow.set_tag("failure_reason", result.reason)
+    report = diagnosis_markdown(flags, diagnostics_history, title="Diagnosis (run failed)")
+    mlflow.log_text(f"**Run failed:** {result.reason}\n\n{report}", "diagnosis.md")
+    mlflow.end_run("FAILED")
+
+
+def _log_flags(flags) -> None:
+    mlflow.set_tag("flags", ",".join(f.name for f in flags) or "none")
+    for flag in flags:
+        mlflow.set_tag(f"flag.{flag.name}", flag.explanation[:5000])
+
+
+def _diagnosis(config, flags, diagnostics_history, metrics) -> str:
+    report = diagnosis_markdown(flags, diagnostics_history, title=f"Diagnosis: {config.name}")
+    rows = [("model", "test/"), ("k-NN baseline", "baseline/knn/"), ("predict-the-mean", "baseline/mean/")]
+    table = ["| predictor | median mm | p95 mm | median deg |", "| --- | ---: | ---: | ---: |"]
+    table += [f"| {label} | {metrics[p + 'position_error_mm_median']:.2f} | "
+              f"{metrics[p + 'position_error_mm_p95']:.2f} | {metrics[p + 'rotation_error_deg_median']:.2f} |"
+              for label, p in rows]
+    return report + "\n\n## Test-split errors (FK of predicted joints)\n\n" + "\n".join(table) + "\n"
+
+
+def model_metadata(config: ExperimentConfig, dataset: Dataset) -> dict:
+    """What robot code needs to use the model with no dataset or experiment file."""
+    return {
+        "robot": dataset.robot.to_dict(),
+        "region": dataset.region.to_dict(),
+        "input_encoding": config.data.input_encoding,
+        "input_columns": INPUT_ENCODINGS[config.data.input_encoding],
+        "output_encoding": config.data.output_encoding,
+        "output_columns": OUTPUT_ENCODINGS[config.data.output_encoding],
+        "dataset_digest": dataset.digest,
+        "iklab_version": iklab.__version__,
+    }
+
+
+def log_keras_model(model: keras.Model, config: ExperimentConfig, dataset: Dataset,
+                    example: np.ndarray) -> str:
+    """Log the model with signature, input example, explicit requirements and iklab metadata."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, np.asarray(model(example, training=False)))
+    info = mlflow.tensorflow.log_model(
+        model, name="model", signature=signature, input_example=example,
+        pip_requirements=pip_requirements(), metadata={MODEL_METADATA_KEY: model_metadata(config, dataset)})
+    return info.model_uri
+
+
+def pip_requirements() -> list[str]:
+    """Pinned from this environment: explicit lists skip MLflow's slow inference."""
+    return [f"{name}=={importlib.metadata.version(name)}" for name in _MODEL_REQUIREMENTS]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=os.path.dirname(os.path.abspath(sys.modules["iklab"].__file__)))
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

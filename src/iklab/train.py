@@ -1,0 +1,187 @@
+"""`train(config) -> TrainResult`: fit one model with diagnostics, evaluate it in task space,
+log everything to MLflow. Used by `python -m iklab.train`, `mlflow run . -e train`,
+the search and the tests alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from . import mlflow_logging as logging_
+from .config import ConfigError, ExperimentConfig, load_experiment
+from .data import (Dataset, decode_outputs, encode_inputs, encode_targets,
+                   ensure_dataset, load_dataset)
+from .diagnostics import DiagnosticsCallback, evaluate_flags
+from .evaluation import evaluate_with_baselines
+from .models import build_loss, build_model, build_optimizer, count_parameters
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "failed"
+    run_id: str | None
+    metrics: dict[str, float] = field(default_factory=dict)  # test/*, baseline/*, best_*
+    flags: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    reason: str | None = None  # why it failed
+    model: keras.Model | None = None
+    model_uri: str | None = None
+    train_seconds: float = 0.0
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.metrics.get("best_val_loss", math.inf)
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Encoded model inputs and targets for each split, plus joints for evaluation."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    q_train: np.ndarray
+    q_val: np.ndarray
+    q_test: np.ndarray
+
+
+def prepare_arrays(config: ExperimentConfig, dataset: Dataset) -> Arrays:
+    data = config.data
+    train = dataset.train.head(data.train_rows)
+    test = dataset.test.head(config.evaluation.test_rows)
+    return Arrays(
+        x_train=encode_inputs(train, data.input_encoding), y_train=encode_targets(train.q, data.output_encoding),
+        x_val=encode_inputs(dataset.val, data.input_encoding),
+        y_val=encode_targets(dataset.val.q, data.output_encoding),
+        x_test=encode_inputs(test, data.input_encoding), q_train=train.q, q_val=dataset.val.q, q_test=test.q)
+
+
+def compile_model(config: ExperimentConfig, arrays: Arrays) -> keras.Model:
+    """Build and compile the model the config describes (seeded)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    angles = config.data.output_encoding == "angles"
+    model = build_model(config.model, arrays.x_train, arrays.y_train.shape[1],
+                        train_targets=arrays.y_train if angles else None, name=config.name)
+    steps = math.ceil(len(arrays.x_train) / config.training.batch_size)
+    model.compile(optimizer=build_optimizer(config.optimizer, steps, config.training.epochs),
+                  loss=build_loss(config.training, config.data.output_encoding))
+    return model
+
+
+def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.Model) -> DiagnosticsCallback:
+    probe = slice(0, config.diagnostics.probe_rows)
+    batch = slice(0, config.training.batch_size)
+    encoding = config.data.output_encoding
+    return DiagnosticsCallback(
+        arrays.x_val[probe], arrays.q_val[probe], loss_fn=model.loss,
+        grad_batch=(arrays.x_train[batch], arrays.y_train[batch]),
+        decode=lambda y: decode_outputs(y, encoding), angular_targets=True)
+
+
+def fit_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
+    training = config.training
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if training.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            patience=training.early_stopping_patience, restore_best_weights=True))
+    if training.reduce_lr_patience and config.optimizer.schedule == "constant":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            factor=training.reduce_lr_factor, patience=training.reduce_lr_patience, min_lr=1e-6))
+    return callbacks
+
+
+def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_name: str | None = None,
+          tags: dict[str, str] | None = None, extra_callbacks: tuple = (),
+          log_model: bool | None = None) -> TrainResult:
+    """Train, diagnose, evaluate and log one experiment; never raises for a diverged run."""
+    dataset = load_dataset(ensure_dataset(config.data))
+    arrays = prepare_arrays(config, dataset)
+    model = compile_model(config, arrays)
+    diagnostics = diagnostics_callback(config, arrays, model)
+    with logging_.training_run(config, dataset, parent_run_id=parent_run_id, run_name=run_name,
+                               tags=tags) as run:
+        logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
+        epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs)
+        # diagnostics first: it writes its metrics into `logs` for the callbacks after it
+        callbacks = [diagnostics, epoch_logger, *fit_callbacks(config), *extra_callbacks]
+        started = time.perf_counter()
+        model.fit(arrays.x_train, arrays.y_train, validation_data=(arrays.x_val, arrays.y_val),
+                  epochs=config.training.epochs, batch_size=config.training.batch_size,
+                  shuffle=True, callbacks=callbacks, verbose=config.training.verbose)
+        result = TrainResult("finished", run.info.run_id, history=epoch_logger.history, model=model,
+                             train_seconds=time.perf_counter() - started)
+        if not all(math.isfinite(h.get("loss", math.nan)) for h in result.history):
+            result.status, result.reason = "failed", "loss became NaN or infinite; training stopped"
+            flags = evaluate_flags(diagnostics.history, ambiguity=dataset.ambiguity,
+                                   warmup_epochs=config.diagnostics.warmup_epochs)
+            logging_.log_failure(result, flags, diagnostics.history)
+            return result
+        evaluate_and_log(config, dataset, arrays, model, diagnostics, result)
+        if log_model if log_model is not None else config.mlflow.log_model:
+            result.model_uri = logging_.log_keras_model(model, config, dataset, arrays.x_test[:5])
+    return result
+
+
+def evaluate_and_log(config, dataset, arrays, model, diagnostics, result: TrainResult) -> None:
+    """Test-split errors of the model and the baselines, flags, and their artifacts."""
+    q_pred = decode_outputs(model.predict(arrays.x_test, batch_size=8192, verbose=0),
+                            config.data.output_encoding)
+    reports = evaluate_with_baselines(
+        dataset.robot, q_pred, arrays.q_test, arrays.x_train, arrays.q_train, arrays.x_test,
+        knn_k=config.evaluation.knn_k, knn_rows=config.evaluation.knn_rows, seed=config.seed)
+    metrics = reports["model"].summary("test/")
+    for name in ("mean", "knn"):
+        metrics.update(reports[name].summary(f"baseline/{name}/"))
+    val_losses = [h["val_loss"] for h in result.history]
+    best = int(np.nanargmin(val_losses))
+    metrics.update({"best_val_loss": float(val_losses[best]), "best_epoch": float(best + 1),
+                    "epochs_run": float(len(result.history)), "train_seconds": result.train_seconds})
+    flags = evaluate_flags(diagnostics.history, ambiguity=dataset.ambiguity,
+                           model_error=metrics["test/position_error_mm_median"],
+                           knn_error=metrics["baseline/knn/position_error_mm_median"],
+                           warmup_epochs=config.diagnostics.warmup_epochs)
+    result.metrics, result.flags = metrics, [f.name for f in flags]
+    logging_.log_results(config, result, flags, diagnostics.history, reports)
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m iklab.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", required=True, help="experiment YAML, e.g. experiments/jaco_mlp.yaml")
+    parser.add_argument("--overrides", default="",
+                        help='space-separated KEY=VALUE, e.g. "model.width=256 optimizer.learning_rate=3e-4"')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        config = load_experiment(args.experiment, args.overrides)
+        result = train(config)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"iklab.train: error: {exc}", file=sys.stderr)
+        return 2
+    if result.status != "finished":
+        print(f"iklab.train: run {result.run_id} failed: {result.reason}", file=sys.stderr)
+        return 1
+    m = result.metrics
+    print(f"run {result.run_id}: test median position error {m['test/position_error_mm_median']:.2f} mm "
+          f"(p95 {m['test/position_error_mm_p95']:.2f}), rotation {m['test/rotation_error_deg_median']:.2f} deg; "
+          f"k-NN {m['baseline/knn/position_error_mm_median']:.2f} mm, "
+          f"mean {m['baseline/mean/position_error_mm_median']:.1f} mm; flags: {', '.join(result.flags) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

@@ -1,0 +1,95 @@
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from iklab.config import experiment_from_dict
+from iklab.data import decode_outputs
+from iklab.kinematics import fk
+from iklab.mlflow_logging import MODEL_METADATA_KEY
+from iklab.train import main, train
+
+# A box of +-0.3 rad around a well-conditioned pose inside Jaco's working region
+CENTER = np.radians([0.0, 135.0, -100.0, 0.0, -90.0, 0.0])
+TINY = {
+    "name": "tiny",
+    "data": {"region": "custom", "lower": (CENTER - 0.3).tolist(), "upper": (CENTER + 0.3).tolist(),
+             "rows": 6000, "seed": 0},
+    "model": {"depth": 2, "width": 64},
+    "optimizer": {"learning_rate": 3e-3},
+    "training": {"epochs": 4, "batch_size": 128},
+    "diagnostics": {"probe_rows": 256},
+    "evaluation": {"knn_rows": 4800},
+}
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A throw-away MLflow store and working directory (datasets land in tmp_path/data)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield MlflowClient(uri)
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.slow
+def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(tracking, jaco):
+    result = train(experiment_from_dict(TINY))
+    assert result.status == "finished", result.reason
+    run = tracking.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert tracking.get_experiment(run.info.experiment_id).name == "ik-jaco-train"
+    metrics = run.data.metrics
+    for key in ("test/position_error_mm_median", "test/rotation_error_deg_median", "test/joint_error_deg_j0",
+                "baseline/knn/position_error_mm_median", "baseline/mean/position_error_mm_median",
+                "best_val_loss", "best_epoch", "loss", "val_loss", "learning_rate", "r2_mean",
+                "dead_fraction/act_1", "grad_norm/dense_1", "update_ratio/dense_2"):
+        assert key in metrics, key
+    assert len(tracking.get_metric_history(result.run_id, "dead_fraction/act_2")) == len(result.history) == 4
+    # the network learned: far better than predicting the mean
+    assert metrics["test/position_error_mm_median"] < 0.5 * metrics["baseline/mean/position_error_mm_median"]
+    assert run.data.params["model.width"] == "64" and run.data.params["data.region"] == "custom"
+    assert len(run.data.tags["git_commit"]) >= 7 and run.data.tags["dataset"].startswith("jaco-custom-")
+    assert run.data.tags["flags"] == ",".join(result.flags) or run.data.tags["flags"] == "none"
+    artifacts = {a.path for a in tracking.list_artifacts(result.run_id)}
+    artifacts |= {a.path for a in tracking.list_artifacts(result.run_id, "plots")}
+    assert {"config.yaml", "diagnosis.md", "plots/learning_curves.png", "plots/dead_units.png",
+            "plots/error_histograms.png"} <= artifacts
+    assert len(run.inputs.dataset_inputs) == 1
+
+    loaded = mlflow.tensorflow.load_model(result.model_uri)
+    x = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
+    np.testing.assert_allclose(loaded(x), result.model(x), atol=1e-5)
+    info = mlflow.models.get_model_info(result.model_uri)
+    meta = info.metadata[MODEL_METADATA_KEY]
+    assert meta["robot"]["name"] == "jaco" and meta["output_encoding"] == "sincos"
+    assert meta["input_columns"] == ["x", "y", "z", "qw", "qx", "qy", "qz"]
+    q = decode_outputs(np.asarray(loaded(x)), meta["output_encoding"])
+    assert np.all(np.isfinite(fk(jaco, q)))
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_the_run_and_keeps_what_was_logged(tracking):
+    config = experiment_from_dict({**TINY, "optimizer": {"name": "sgd", "learning_rate": 1e12},
+                                   "training": {"epochs": 3, "batch_size": 128}})
+    result = train(config)
+    assert result.status == "failed" and "NaN" in result.reason
+    run = tracking.get_run(result.run_id)
+    assert run.info.status == "FAILED"
+    assert "NaN" in run.data.tags["failure_reason"]
+    assert "model.width" in run.data.params
+    assert "diagnosis.md" in {a.path for a in tracking.list_artifacts(result.run_id)}
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  widht: 3\n")
+    assert main(["--experiment", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.yaml: unknown key model.widht" in err and len(err.splitlines()) == 1
+    assert main(["--experiment", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["--experiment", str(bad), "--overrides", "model"]) == 2
