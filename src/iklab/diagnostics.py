@@ -376,7 +376,8 @@ def dead_unit_heatmap(history: list[dict], title: str = "") -> Figure:
     for column, record in enumerate(history):
         values[:len(layers), column] = [record.get(f"dead_fraction/{name}", np.nan) for name in layers]
     epochs = [_epoch(history, i) for i in range(len(history))]
-    figure = Figure(figsize=(max(4.0, 0.35 * len(epochs) + 2.5), max(2.5, 0.45 * len(layers) + 1.5)))
+    figure = Figure(figsize=(max(4.0, 0.35 * len(epochs) + 2.5), max(2.5, 0.45 * len(layers) + 1.5)),
+                    layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(values, aspect="auto", vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
     axes.set_yticks(range(len(layers)), layers)

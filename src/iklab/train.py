@@ -165,6 +165,7 @@ def _parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    keras.config.disable_interactive_logging()  # we print one line per epoch; no Keras progress bars
     try:
         config = load_experiment(args.experiment, args.overrides)
         result = train(config)
