@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-fast bench generate clean
+.PHONY: venv test test-fast bench generate search ui clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,16 @@ bench: venv
 	$(BIN)/python bench/bench_fk.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ambiguity.py
+	$(BIN)/python bench/bench_train.py
+
+# The main job: Optuna search, nested MLflow runs, registered champion (~12 min here).
+search: venv
+	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search
+
+UI_PORT ?= 5000
+ui: venv
+	@echo "MLflow UI on http://127.0.0.1:$(UI_PORT) (store: $(MLFLOW_TRACKING_URI)); Ctrl-C to stop"
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
 
 # The default dataset of the README's example (about 10 s, 530 MB).
 generate: venv

@@ -53,5 +53,5 @@ def test_strict_errors_name_the_file_and_key(tmp_path, text, overrides, message)
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match="experiment file not found"):
+    with pytest.raises(ConfigError, match="file not found"):
         load_experiment(tmp_path / "nope.yaml")

@@ -111,20 +111,32 @@ class ExperimentConfig:
 def load_experiment(path: str | Path, overrides: str | list[str] | None = None) -> ExperimentConfig:
     """Read an experiment YAML, apply overrides, validate strictly."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: experiment file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml(path)
     raw.setdefault("name", path.stem)
     return experiment_from_dict(apply_overrides(raw, overrides, str(path)), str(path))
 
 
 def experiment_from_dict(raw: dict, source: str = "<dict>") -> ExperimentConfig:
     return _build(ExperimentConfig, raw, source, prefix="")
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from ``path``; ConfigError naming the file otherwise."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def build_dataclass(cls, raw: dict, source: str):
+    """Strictly build any config dataclass (nested dataclasses included) from a mapping."""
+    return _build(cls, raw, source, prefix="")
 
 
 def apply_overrides(raw: dict, overrides: str | list[str] | None, source: str = "<dict>") -> dict:
@@ -174,6 +186,10 @@ def _coerce(value, hint, source: str, key: str):
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, source, key)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")

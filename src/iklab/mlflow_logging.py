@@ -99,6 +99,7 @@ class EpochLogger(keras.callbacks.Callback):
 
 def log_results(config, result, flags, diagnostics_history, reports) -> None:
     mlflow.log_metrics(result.metrics)
+    mlflow.set_tag("state", "complete")
     _log_flags(flags)
     mlflow.log_text(to_yaml(config), "config.yaml")
     mlflow.log_text(_diagnosis(config, flags, diagnostics_history, result.metrics), "diagnosis.md")
@@ -111,10 +112,15 @@ def log_results(config, result, flags, diagnostics_history, reports) -> None:
 def log_failure(result, flags, diagnostics_history) -> None:
     """A diverged run: keep what was logged, say why, end it as FAILED."""
     _log_flags(flags)
-    mlflow.set_tag("failure_reason", result.reason)
+    mlflow.set_tags({"state": "failed", "failure_reason": result.reason})
     report = diagnosis_markdown(flags, diagnostics_history, title="Diagnosis (run failed)")
     mlflow.log_text(f"**Run failed:** {result.reason}\n\n{report}", "diagnosis.md")
     mlflow.end_run("FAILED")
+
+
+def log_stopped(result) -> None:
+    """A run stopped on purpose before the end (e.g. pruned by the search)."""
+    mlflow.set_tags({"state": result.status, "stop_reason": result.reason})
 
 
 def _log_flags(flags) -> None:

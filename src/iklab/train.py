@@ -20,13 +20,13 @@ from .config import ConfigError, ExperimentConfig, load_experiment
 from .data import (Dataset, decode_outputs, encode_inputs, encode_targets,
                    ensure_dataset, load_dataset)
 from .diagnostics import DiagnosticsCallback, evaluate_flags
-from .evaluation import evaluate_with_baselines
+from .evaluation import evaluate_with_baselines, task_space_errors
 from .models import build_loss, build_model, build_optimizer, count_parameters
 
 
 @dataclass
 class TrainResult:
-    status: str  # "finished" or "failed"
+    status: str  # "finished", "failed" (diverged) or "pruned" (stopped by a caller's callback)
     run_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)  # test/*, baseline/*, best_*
     flags: list[str] = field(default_factory=list)
@@ -89,6 +89,23 @@ def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.
         decode=lambda y: decode_outputs(y, encoding), angular_targets=True)
 
 
+class TaskSpaceProbe(keras.callbacks.Callback):
+    """Median position error (mm) of the diagnostics probe rows, written into `logs` each epoch.
+
+    Comparable across encodings and losses, unlike val_loss: the search prunes on it.
+    """
+
+    def __init__(self, robot, x_probe, q_probe, decode):
+        super().__init__()
+        self.robot, self.x_probe, self.q_probe, self.decode = robot, x_probe, q_probe, decode
+
+    def on_epoch_end(self, epoch, logs=None):
+        q_pred = self.decode(np.asarray(self.model(self.x_probe, training=False)))
+        report = task_space_errors(self.robot, q_pred, self.q_probe)
+        if logs is not None:
+            logs["val_position_error_mm"] = float(np.median(report.position_error_mm))
+
+
 def fit_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
     training = config.training
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
@@ -109,12 +126,15 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
     arrays = prepare_arrays(config, dataset)
     model = compile_model(config, arrays)
     diagnostics = diagnostics_callback(config, arrays, model)
+    probe = slice(0, config.diagnostics.probe_rows)
+    task_probe = TaskSpaceProbe(dataset.robot, arrays.x_val[probe], arrays.q_val[probe],
+                                lambda y: decode_outputs(y, config.data.output_encoding))
     with logging_.training_run(config, dataset, parent_run_id=parent_run_id, run_name=run_name,
                                tags=tags) as run:
         logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
         epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs)
-        # diagnostics first: it writes its metrics into `logs` for the callbacks after it
-        callbacks = [diagnostics, epoch_logger, *fit_callbacks(config), *extra_callbacks]
+        # the probes first: they write their metrics into `logs` for the callbacks after them
+        callbacks = [diagnostics, task_probe, epoch_logger, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
         model.fit(arrays.x_train, arrays.y_train, validation_data=(arrays.x_val, arrays.y_val),
                   epochs=config.training.epochs, batch_size=config.training.batch_size,
@@ -126,6 +146,11 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
             flags = evaluate_flags(diagnostics.history, ambiguity=dataset.ambiguity,
                                    warmup_epochs=config.diagnostics.warmup_epochs)
             logging_.log_failure(result, flags, diagnostics.history)
+            return result
+        stop_reason = next((cb.stop_reason for cb in extra_callbacks if getattr(cb, "stop_reason", None)), None)
+        if stop_reason:  # a caller's callback (the search's pruner) ended the run early on purpose
+            result.status, result.reason = "pruned", stop_reason
+            logging_.log_stopped(result)
             return result
         evaluate_and_log(config, dataset, arrays, model, diagnostics, result)
         if log_model if log_model is not None else config.mlflow.log_model:
@@ -141,6 +166,8 @@ def evaluate_and_log(config, dataset, arrays, model, diagnostics, result: TrainR
         dataset.robot, q_pred, arrays.q_test, arrays.x_train, arrays.q_train, arrays.x_test,
         knn_k=config.evaluation.knn_k, knn_rows=config.evaluation.knn_rows, seed=config.seed)
     metrics = reports["model"].summary("test/")
+    q_val = decode_outputs(model.predict(arrays.x_val, batch_size=8192, verbose=0), config.data.output_encoding)
+    metrics.update(task_space_errors(dataset.robot, q_val, arrays.q_val).summary("val/"))
     for name in ("mean", "knn"):
         metrics.update(reports[name].summary(f"baseline/{name}/"))
     val_losses = [h["val_loss"] for h in result.history]

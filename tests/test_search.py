@@ -1,0 +1,227 @@
+"""Small studies (tiny data, 1-2 epochs) against temporary MLflow and Optuna stores."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from iklab.champion import register_and_compare
+from iklab.search import PruneCallback, load_search, run_search, trial_run_name
+from iklab.config import experiment_from_dict
+
+pytestmark = pytest.mark.slow
+
+CENTER = np.radians([0.0, 135.0, -100.0, 0.0, -90.0, 0.0])
+BASE = {
+    "name": "tiny",
+    "data": {"region": "custom", "lower": (CENTER - 0.3).tolist(), "upper": (CENTER + 0.3).tolist(),
+             "rows": 4000, "seed": 0},
+    "model": {"depth": 2, "width": 32},
+    "training": {"epochs": 2, "batch_size": 128},
+    "diagnostics": {"probe_rows": 256},
+    "evaluation": {"knn_rows": 3200},
+}
+
+
+def write_search(tmp_path, space, study=None, name="search.yaml"):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    search = {
+        "base": str(tmp_path / "base.yaml"),
+        "study": {"name": "tiny-study", "storage": f"sqlite:///{tmp_path}/optuna.db", "n_trials": 2,
+                  "timeout_minutes": 5, "pruner": "none", "heartbeat_seconds": 2, **(study or {})},
+        "trial_overrides": {"training.epochs": 2},
+        "final_overrides": {"training.epochs": 2},
+        "space": space,
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(search))
+    return path
+
+
+@pytest.fixture
+def stores(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield MlflowClient(uri)
+    mlflow.set_tracking_uri(None)
+
+
+def children(client, parent_id):
+    runs = client.search_runs([client.get_run(parent_id).info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{parent_id}'")
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def test_study_nests_trials_registers_a_champion_that_loads(stores, tmp_path):
+    config = load_search(write_search(tmp_path, {"model.width": {"choices": [16, 32]},
+                                                 "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2,
+                                                                             "log": True}}))
+    result = run_search(config)
+    assert result.counts["complete"] == 2 and result.best_trial is not None
+    parent = stores.get_run(result.parent_run_id)
+    assert stores.get_experiment(parent.info.experiment_id).name == "ik-jaco-search"
+    assert parent.data.params["study.name"] == "tiny-study" and parent.data.metrics["trials_complete"] == 2
+    runs = children(stores, result.parent_run_id)
+    trials = [r for r in runs if r.data.tags.get("role") != "final"]
+    assert [r.info.run_name[:9] for r in trials] == ["t000 mlp ", "t001 mlp "]
+    for run in trials:
+        assert run.data.tags["study"] == "tiny-study" and run.data.tags["family"] == "mlp"
+        assert run.data.tags["state"] == "complete" and "best_val_position_error_mm" in run.data.metrics
+        assert run.data.params["trial_number"] in ("0", "1")
+    study = optuna.load_study(study_name="tiny-study", storage=config.study.storage)
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in trials}
+    final = [r for r in runs if r.data.tags.get("role") == "final"]
+    assert len(final) == 1 and final[0].info.status == "FINISHED"
+    artifacts = {a.path for a in stores.list_artifacts(result.parent_run_id)}
+    artifacts |= {a.path for a in stores.list_artifacts(result.parent_run_id, "plots")}
+    assert {"trials.csv", "summary.md", "plots/optimization_history.png", "plots/param_importances.png",
+            "plots/params_vs_objective.png"} <= artifacts
+    assert result.champion["promoted"] and result.champion["new_version"] == 1
+    model = mlflow.tensorflow.load_model("models:/ik-jaco@champion")
+    assert np.all(np.isfinite(model.predict(np.zeros((3, 7), "float32"), verbose=0)))
+    version = stores.get_model_version_by_alias("ik-jaco", "champion")
+    assert version.tags["promoted"] == "True" and version.tags["compared_with_version"] == "none"
+
+
+def test_pruned_and_failed_trials_record_their_reasons(stores, tmp_path):
+    # a learning rate of 1e-7 cannot move the outputs: R^2 ~ 0 after the first epoch
+    pruned = load_search(write_search(tmp_path, {"optimizer.learning_rate": {"choices": [1.0e-7]}},
+                                      {"name": "pruned", "diagnostic_pruning_epochs": 1, "n_trials": 1,
+                                       "finalize": False}, "p.yaml"))
+    result = run_search(pruned)
+    assert result.counts["pruned"] == 1 and result.best_trial is None
+    trial = optuna.load_study(study_name="pruned", storage=pruned.study.storage).trials[0]
+    assert trial.state == TrialState.PRUNED and "collapsed_to_mean" in trial.user_attrs["prune_reason"]
+    run = stores.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.data.tags["state"] == "pruned" and "collapsed_to_mean" in run.data.tags["stop_reason"]
+
+    failing = load_search(write_search(tmp_path, {"optimizer.learning_rate": {"choices": [1.0e12]},
+                                                  "optimizer.name": {"choices": ["sgd"]}},
+                                       {"name": "failing", "n_trials": 1, "finalize": False}, "f.yaml"))
+    result = run_search(failing)
+    assert result.counts["failed"] == 1
+    trial = optuna.load_study(study_name="failing", storage=failing.study.storage).trials[0]
+    assert trial.state == TrialState.FAIL and "NaN" in trial.user_attrs["fail_reason"]
+    run = stores.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["state"] == "failed"
+
+
+def test_prune_callback_reasons():
+    study = optuna.create_study()
+    trial = study.ask()
+    callback = PruneCallback(trial, diagnostic_epochs=2)
+    callback.set_model(type("M", (), {"stop_training": False})())
+    callback.on_epoch_end(0, {"val_position_error_mm": 5.0, "dead_fraction/act_1": 1.0})
+    assert callback.stop_reason is None  # too early for diagnostics
+    callback.on_epoch_end(1, {"val_position_error_mm": 5.0, "dead_fraction/act_1": 1.0, "r2_mean": 0.9})
+    assert callback.stop_reason.startswith("dead_layer: act_1") and callback.model.stop_training
+    callback = PruneCallback(trial, diagnostic_epochs=1)
+    callback.set_model(type("M", (), {"stop_training": False})())
+    callback.on_epoch_end(3, {"val_position_error_mm": 5.0, "r2_mean": 0.01})
+    assert callback.stop_reason.startswith("collapsed_to_mean")
+
+
+def _worker(search_path, *extra):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "iklab.search", "--experiment", str(search_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_two_worker_processes_share_one_study(stores, tmp_path):
+    path = write_search(tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}},
+                        {"name": "shared", "n_trials": 4, "finalize": False})
+    workers = [_worker(path), _worker(path)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    trials = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials)))  # nothing lost, nothing duplicated
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert 4 <= len(done) <= 5  # MaxTrialsCallback may let the other worker finish one more
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    run_ids = [t.user_attrs["mlflow_run_id"] for t in done]
+    assert len(set(run_ids)) == len(run_ids)
+    assert all("[trial" in out for out in outputs)  # both did work
+
+
+def test_killed_study_resumes_and_marks_the_lost_trial_failed(stores, tmp_path):
+    path = write_search(tmp_path, {"model.width": {"choices": [16, 32]}},
+                        {"name": "resumable", "n_trials": 3, "finalize": False})
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    worker = _worker(path)
+    deadline = time.monotonic() + 300
+    while True:  # kill it in the middle of its second trial
+        assert time.monotonic() < deadline and worker.poll() is None
+        try:
+            trials = optuna.load_study(study_name="resumable", storage=storage).trials
+        except KeyError:
+            trials = []
+        if any(t.state == TrialState.COMPLETE for t in trials) and trials[-1].state == TrialState.RUNNING:
+            break
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    time.sleep(5)  # > grace period (2 x heartbeat of 2 s): the lost trial is now stale
+    result = run_search(load_search(path))
+    trials = optuna.load_study(study_name="resumable", storage=storage).trials
+    states = [t.state for t in trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 3
+    assert TrialState.RUNNING not in states
+    assert result.counts == {"complete": 3, "pruned": 0, "failed": 1, "running": 0}
+
+
+def test_champion_moves_only_when_better(stores, tmp_path):
+    from iklab.data import ensure_dataset, load_dataset
+    from iklab.train import train
+
+    mlflow.set_experiment("promotion")
+    experiment = experiment_from_dict(BASE)
+    first = train(experiment, log_model=True)
+    dataset = load_dataset(ensure_dataset(experiment.data))
+    decision = register_and_compare("ik-test", first, experiment, dataset)
+    assert decision["promoted"] and decision["previous_version"] is None
+    worse = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
+                                    first.metrics["test/position_error_mm_median"] + 10})
+    decision = register_and_compare("ik-test", worse, experiment, dataset)
+    assert not decision["promoted"] and decision["previous_version"] == 1
+    assert str(stores.get_model_version_by_alias("ik-test", "champion").version) == "1"
+    better = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
+                                     first.metrics["test/position_error_mm_median"] - 1})
+    # the champion's recorded data differ: it is re-evaluated on the same test rows, not trusted
+    stores.set_model_version_tag("ik-test", "1", "dataset_digest", "something-else")
+    decision = register_and_compare("ik-test", better, experiment, dataset)
+    assert decision["promoted"] and decision["new_version"] == 3
+    assert decision["previous_test_median_mm"] == pytest.approx(first.metrics["test/position_error_mm_median"],
+                                                                rel=1e-3)
+    assert str(stores.get_model_version_by_alias("ik-test", "champion").version) == "3"
+
+
+def test_bad_search_files(tmp_path):
+    from iklab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs `choices"):
+        load_search(write_search(tmp_path, {"model.width": {"values": [1]}}))
+    with pytest.raises(ConfigError, match="role must be scientific or nuisance"):
+        load_search(write_search(tmp_path, {"model.width": {"choices": [1], "role": "fixed"}}))
+    bad = write_search(tmp_path, {})
+    raw = yaml.safe_load(bad.read_text())
+    raw["trial_overrides"] = {"model.widht": 3}
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="unknown key model.widht"):
+        load_search(bad)
+    assert trial_run_name(7, experiment_from_dict({**BASE, "model": {"depth": 4, "width": 256,
+                                                                     "batch_norm": "before"}})) \
+        == "t007 mlp 4x256 relu bn-before"
