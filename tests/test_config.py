@@ -16,6 +16,12 @@ def _write(tmp_path, text, name="exp.yaml"):
 def test_every_experiment_file_loads():
     assert {p.name for p in EXPERIMENTS} >= {"jaco_mlp.yaml", "jaco_full_range.yaml", "jaco_conv1d.yaml"}
     for path in EXPERIMENTS:
+        if path.name.startswith("search_"):
+            from iklab.search import base_experiment, load_search
+
+            search = load_search(path)  # checks the space, the base and the overrides
+            assert search.space and isinstance(base_experiment(search, final=True), ExperimentConfig)
+            continue
         config = load_experiment(path)
         assert isinstance(config, ExperimentConfig) and config.name == path.stem
 
@@ -55,3 +61,10 @@ def test_strict_errors_name_the_file_and_key(tmp_path, text, overrides, message)
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_experiment(tmp_path / "nope.yaml")
+
+
+def test_mapping_overrides_keep_values_as_they_are(tmp_path):
+    path = _write(tmp_path, "model:\n  width: 64\n")
+    config = load_experiment(path, {"model.batch_norm": "off", "model.widths": [8, 4], "data.train_rows": None})
+    assert config.model.batch_norm == "off"  # not YAML's False
+    assert config.model.widths == (8, 4) and config.data.train_rows is None

@@ -1,4 +1,4 @@
-"""Small studies (tiny data, 1-2 epochs) against temporary MLflow and Optuna stores."""
+"""Small studies (tiny data, 1-2 epochs) against temporary MLflow and Optuna mlflow_store."""
 
 import os
 import signal
@@ -12,7 +12,6 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from iklab.champion import register_and_compare
@@ -48,33 +47,22 @@ def write_search(tmp_path, space, study=None, name="search.yaml"):
     return path
 
 
-@pytest.fixture
-def stores(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(uri)
-    yield MlflowClient(uri)
-    mlflow.set_tracking_uri(None)
-
-
 def children(client, parent_id):
     runs = client.search_runs([client.get_run(parent_id).info.experiment_id],
                               f"tags.mlflow.parentRunId = '{parent_id}'")
     return sorted(runs, key=lambda r: r.info.start_time)
 
 
-def test_study_nests_trials_registers_a_champion_that_loads(stores, tmp_path):
+def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_path):
     config = load_search(write_search(tmp_path, {"model.width": {"choices": [16, 32]},
                                                  "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2,
                                                                              "log": True}}))
     result = run_search(config)
     assert result.counts["complete"] == 2 and result.best_trial is not None
-    parent = stores.get_run(result.parent_run_id)
-    assert stores.get_experiment(parent.info.experiment_id).name == "ik-jaco-search"
+    parent = mlflow_store.get_run(result.parent_run_id)
+    assert mlflow_store.get_experiment(parent.info.experiment_id).name == "ik-jaco-search"
     assert parent.data.params["study.name"] == "tiny-study" and parent.data.metrics["trials_complete"] == 2
-    runs = children(stores, result.parent_run_id)
+    runs = children(mlflow_store, result.parent_run_id)
     trials = [r for r in runs if r.data.tags.get("role") != "final"]
     assert [r.info.run_name[:9] for r in trials] == ["t000 mlp ", "t001 mlp "]
     for run in trials:
@@ -85,18 +73,18 @@ def test_study_nests_trials_registers_a_champion_that_loads(stores, tmp_path):
     assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in trials}
     final = [r for r in runs if r.data.tags.get("role") == "final"]
     assert len(final) == 1 and final[0].info.status == "FINISHED"
-    artifacts = {a.path for a in stores.list_artifacts(result.parent_run_id)}
-    artifacts |= {a.path for a in stores.list_artifacts(result.parent_run_id, "plots")}
+    artifacts = {a.path for a in mlflow_store.list_artifacts(result.parent_run_id)}
+    artifacts |= {a.path for a in mlflow_store.list_artifacts(result.parent_run_id, "plots")}
     assert {"trials.csv", "summary.md", "plots/optimization_history.png", "plots/param_importances.png",
             "plots/params_vs_objective.png"} <= artifacts
     assert result.champion["promoted"] and result.champion["new_version"] == 1
     model = mlflow.tensorflow.load_model("models:/ik-jaco@champion")
     assert np.all(np.isfinite(model.predict(np.zeros((3, 7), "float32"), verbose=0)))
-    version = stores.get_model_version_by_alias("ik-jaco", "champion")
+    version = mlflow_store.get_model_version_by_alias("ik-jaco", "champion")
     assert version.tags["promoted"] == "True" and version.tags["compared_with_version"] == "none"
 
 
-def test_pruned_and_failed_trials_record_their_reasons(stores, tmp_path):
+def test_pruned_and_failed_trials_record_their_reasons(mlflow_store, tmp_path):
     # a learning rate of 1e-7 cannot move the outputs: R^2 ~ 0 after the first epoch
     pruned = load_search(write_search(tmp_path, {"optimizer.learning_rate": {"choices": [1.0e-7]}},
                                       {"name": "pruned", "diagnostic_pruning_epochs": 1, "n_trials": 1,
@@ -105,7 +93,7 @@ def test_pruned_and_failed_trials_record_their_reasons(stores, tmp_path):
     assert result.counts["pruned"] == 1 and result.best_trial is None
     trial = optuna.load_study(study_name="pruned", storage=pruned.study.storage).trials[0]
     assert trial.state == TrialState.PRUNED and "collapsed_to_mean" in trial.user_attrs["prune_reason"]
-    run = stores.get_run(trial.user_attrs["mlflow_run_id"])
+    run = mlflow_store.get_run(trial.user_attrs["mlflow_run_id"])
     assert run.data.tags["state"] == "pruned" and "collapsed_to_mean" in run.data.tags["stop_reason"]
 
     failing = load_search(write_search(tmp_path, {"optimizer.learning_rate": {"choices": [1.0e12]},
@@ -115,7 +103,7 @@ def test_pruned_and_failed_trials_record_their_reasons(stores, tmp_path):
     assert result.counts["failed"] == 1
     trial = optuna.load_study(study_name="failing", storage=failing.study.storage).trials[0]
     assert trial.state == TrialState.FAIL and "NaN" in trial.user_attrs["fail_reason"]
-    run = stores.get_run(trial.user_attrs["mlflow_run_id"])
+    run = mlflow_store.get_run(trial.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and run.data.tags["state"] == "failed"
 
 
@@ -140,7 +128,7 @@ def _worker(search_path, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
-def test_two_worker_processes_share_one_study(stores, tmp_path):
+def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
     path = write_search(tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}},
                         {"name": "shared", "n_trials": 4, "finalize": False})
     workers = [_worker(path), _worker(path)]
@@ -157,7 +145,7 @@ def test_two_worker_processes_share_one_study(stores, tmp_path):
     assert all("[trial" in out for out in outputs)  # both did work
 
 
-def test_killed_study_resumes_and_marks_the_lost_trial_failed(stores, tmp_path):
+def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_path):
     path = write_search(tmp_path, {"model.width": {"choices": [16, 32]}},
                         {"name": "resumable", "n_trials": 3, "finalize": False})
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -183,7 +171,7 @@ def test_killed_study_resumes_and_marks_the_lost_trial_failed(stores, tmp_path):
     assert result.counts == {"complete": 3, "pruned": 0, "failed": 1, "running": 0}
 
 
-def test_champion_moves_only_when_better(stores, tmp_path):
+def test_champion_moves_only_when_better(mlflow_store, tmp_path):
     from iklab.data import ensure_dataset, load_dataset
     from iklab.train import train
 
@@ -197,16 +185,16 @@ def test_champion_moves_only_when_better(stores, tmp_path):
                                     first.metrics["test/position_error_mm_median"] + 10})
     decision = register_and_compare("ik-test", worse, experiment, dataset)
     assert not decision["promoted"] and decision["previous_version"] == 1
-    assert str(stores.get_model_version_by_alias("ik-test", "champion").version) == "1"
+    assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "1"
     better = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
                                      first.metrics["test/position_error_mm_median"] - 1})
     # the champion's recorded data differ: it is re-evaluated on the same test rows, not trusted
-    stores.set_model_version_tag("ik-test", "1", "dataset_digest", "something-else")
+    mlflow_store.set_model_version_tag("ik-test", "1", "dataset_digest", "something-else")
     decision = register_and_compare("ik-test", better, experiment, dataset)
     assert decision["promoted"] and decision["new_version"] == 3
     assert decision["previous_test_median_mm"] == pytest.approx(first.metrics["test/position_error_mm_median"],
                                                                 rel=1e-3)
-    assert str(stores.get_model_version_by_alias("ik-test", "champion").version) == "3"
+    assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "3"
 
 
 def test_bad_search_files(tmp_path):

@@ -2,7 +2,6 @@
 import mlflow
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from iklab.config import experiment_from_dict
 from iklab.data import decode_outputs
@@ -24,39 +23,27 @@ TINY = {
 }
 
 
-@pytest.fixture
-def tracking(tmp_path, monkeypatch):
-    """A throw-away MLflow store and working directory (datasets land in tmp_path/data)."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(uri)
-    yield MlflowClient(uri)
-    mlflow.set_tracking_uri(None)
-
-
 @pytest.mark.slow
-def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(tracking, jaco):
+def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(mlflow_store, jaco):
     result = train(experiment_from_dict(TINY))
     assert result.status == "finished", result.reason
-    run = tracking.get_run(result.run_id)
+    run = mlflow_store.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert tracking.get_experiment(run.info.experiment_id).name == "ik-jaco-train"
+    assert mlflow_store.get_experiment(run.info.experiment_id).name == "ik-jaco-train"
     metrics = run.data.metrics
     for key in ("test/position_error_mm_median", "test/rotation_error_deg_median", "test/joint_error_deg_j0",
                 "baseline/knn/position_error_mm_median", "baseline/mean/position_error_mm_median",
                 "best_val_loss", "best_epoch", "loss", "val_loss", "learning_rate", "r2_mean",
                 "dead_fraction/act_1", "grad_norm/dense_1", "update_ratio/dense_2"):
         assert key in metrics, key
-    assert len(tracking.get_metric_history(result.run_id, "dead_fraction/act_2")) == len(result.history) == 4
+    assert len(mlflow_store.get_metric_history(result.run_id, "dead_fraction/act_2")) == len(result.history) == 4
     # the network learned: far better than predicting the mean
     assert metrics["test/position_error_mm_median"] < 0.5 * metrics["baseline/mean/position_error_mm_median"]
     assert run.data.params["model.width"] == "64" and run.data.params["data.region"] == "custom"
     assert len(run.data.tags["git_commit"]) >= 7 and run.data.tags["dataset"].startswith("jaco-custom-")
     assert run.data.tags["flags"] == ",".join(result.flags) or run.data.tags["flags"] == "none"
-    artifacts = {a.path for a in tracking.list_artifacts(result.run_id)}
-    artifacts |= {a.path for a in tracking.list_artifacts(result.run_id, "plots")}
+    artifacts = {a.path for a in mlflow_store.list_artifacts(result.run_id)}
+    artifacts |= {a.path for a in mlflow_store.list_artifacts(result.run_id, "plots")}
     assert {"config.yaml", "diagnosis.md", "plots/learning_curves.png", "plots/dead_units.png",
             "plots/error_histograms.png"} <= artifacts
     assert len(run.inputs.dataset_inputs) == 1
@@ -73,16 +60,16 @@ def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(tracking, jaco):
 
 
 @pytest.mark.slow
-def test_nan_loss_fails_the_run_and_keeps_what_was_logged(tracking):
+def test_nan_loss_fails_the_run_and_keeps_what_was_logged(mlflow_store):
     config = experiment_from_dict({**TINY, "optimizer": {"name": "sgd", "learning_rate": 1e12},
                                    "training": {"epochs": 3, "batch_size": 128}})
     result = train(config)
     assert result.status == "failed" and "NaN" in result.reason
-    run = tracking.get_run(result.run_id)
+    run = mlflow_store.get_run(result.run_id)
     assert run.info.status == "FAILED"
     assert "NaN" in run.data.tags["failure_reason"]
     assert "model.width" in run.data.params
-    assert "diagnosis.md" in {a.path for a in tracking.list_artifacts(result.run_id)}
+    assert "diagnosis.md" in {a.path for a in mlflow_store.list_artifacts(result.run_id)}
 
 
 def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):

@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from .data import decode_outputs, encode_inputs, ensure_dataset, load_dataset
 from .evaluation import task_space_errors
-from .mlflow_logging import MODEL_METADATA_KEY
+from .mlflow_logging import MODEL_METADATA_KEY, ending_run
 from .train import train
 
 ALIAS = "champion"
@@ -32,19 +32,13 @@ def parent_run(config):
     else:
         mlflow.set_experiment(f"ik-{robot}-search")
         run = mlflow.start_run(run_name=config.study.name)
-    try:
+    with ending_run(run):
         mlflow.set_tags({"study": config.study.name, "role": "study", "robot": robot})
         mlflow.log_params({"study.name": config.study.name, "study.storage": _redact(config.study.storage),
                            "study.search_file": config.source, "study.n_trials": config.study.n_trials,
                            "study.timeout_minutes": config.study.timeout_minutes, "study.base": config.base,
                            "study.dataset_rows": base_experiment(config).data.rows})
         yield run
-    except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        mlflow.set_tag("failure_reason", "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:5000])
-        mlflow.end_run("KILLED" if interrupted else "FAILED")
-        raise
-    mlflow.end_run()
 
 
 def _redact(url: str) -> str:

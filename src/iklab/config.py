@@ -139,22 +139,34 @@ def build_dataclass(cls, raw: dict, source: str):
     return _build(cls, raw, source, prefix="")
 
 
-def apply_overrides(raw: dict, overrides: str | list[str] | None, source: str = "<dict>") -> dict:
-    """``"a.b=1 c.d=x"`` or ``["a.b=1"]`` -> a deep copy of ``raw`` with those keys set."""
-    items = shlex.split(overrides) if isinstance(overrides, str) else list(overrides or [])
+def apply_overrides(raw: dict, overrides: str | list[str] | dict | None, source: str = "<dict>") -> dict:
+    """A deep copy of ``raw`` with dotted keys set.
+
+    ``overrides`` is ``"a.b=1 c.d=x"`` or ``["a.b=1"]`` (values parsed as YAML), or a
+    ``{"a.b": value}`` mapping of values taken as they are.
+    """
+    if isinstance(overrides, dict):
+        pairs = list(overrides.items())
+    else:
+        pairs = [_parse_override(item, source)
+                 for item in (shlex.split(overrides) if isinstance(overrides, str) else list(overrides or []))]
     result = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE (e.g. model.width=256)")
+    for key, value in pairs:
         node = result
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{source}: override {key!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(text)
+        node[leaf] = value
     return result
+
+
+def _parse_override(item: str, source: str) -> tuple[str, object]:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE (e.g. model.width=256)")
+    return key, yaml.safe_load(text)
 
 
 def _build(cls, raw, source: str, prefix: str):

@@ -46,14 +46,22 @@ def training_run(config: ExperimentConfig, dataset: Dataset, *, parent_run_id=No
     else:
         mlflow.set_experiment(config.mlflow.experiment or f"ik-{dataset.robot.name}-train")
         run = mlflow.start_run(run_name=name, tags=tags)
+    with ending_run(run):
+        yield run
+
+
+@contextlib.contextmanager
+def ending_run(run):
+    """End the active ``run`` when the body ends: FAILED or KILLED, with the reason, if it raised."""
     try:
         yield run
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
-        mlflow.set_tag("failure_reason", "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:5000])
+        mlflow.set_tags({"state": "failed",
+                         "failure_reason": "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:5000]})
         mlflow.end_run("KILLED" if interrupted else "FAILED")
         raise
-    mlflow.end_run()  # no-op if log_failure already ended it as FAILED
+    mlflow.end_run()  # no-op if the run was already ended (log_failure)
 
 
 def log_setup(config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, n_parameters: int) -> None:

@@ -92,12 +92,7 @@ def base_experiment(config: SearchConfig, params: dict | None = None, final: boo
     raw = read_yaml(config.base)
     raw.setdefault("name", os.path.splitext(os.path.basename(config.base))[0])
     overrides = {**config.trial_overrides, **(config.final_overrides if final else {}), **(params or {})}
-    items = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
-    return experiment_from_dict(apply_overrides(raw, items, config.source), config.source)
-
-
-def _yaml_scalar(value) -> str:
-    return "null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+    return experiment_from_dict(apply_overrides(raw, overrides, config.source), config.source)
 
 
 def sample_params(trial: optuna.Trial, space: dict) -> dict:
