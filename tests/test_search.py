@@ -53,13 +53,19 @@ def children(client, parent_id):
     return sorted(runs, key=lambda r: r.info.start_time)
 
 
-def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_path):
+def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_path, monkeypatch):
+    # as under `mlflow run . -e search`: the project run exists and is named by MLFLOW_RUN_ID
+    project = mlflow_store.create_run(mlflow_store.create_experiment("ik-jaco-search"), run_name="project")
+    monkeypatch.setenv("MLFLOW_RUN_ID", project.info.run_id)
     config = load_search(write_search(tmp_path, {"model.width": {"choices": [16, 32]},
                                                  "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2,
                                                                              "log": True}}))
     result = run_search(config)
     assert result.counts["complete"] == 2 and result.best_trial is not None
+    assert result.parent_run_id == project.info.run_id
     parent = mlflow_store.get_run(result.parent_run_id)
+    assert parent.info.run_name == "project" and parent.data.tags["role"] == "study"
+    assert "mlflow.parentRunId" not in parent.data.tags and parent.info.status == "FINISHED"
     assert mlflow_store.get_experiment(parent.info.experiment_id).name == "ik-jaco-search"
     assert parent.data.params["study.name"] == "tiny-study" and parent.data.metrics["trials_complete"] == 2
     runs = children(mlflow_store, result.parent_run_id)

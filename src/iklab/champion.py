@@ -27,8 +27,10 @@ def parent_run(config):
     from .search import base_experiment
 
     robot = base_experiment(config).data.robot
-    if os.environ.get("MLFLOW_RUN_ID"):
-        run = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"])
+    # Taken out of the environment: a later start_run (a trial's) would resume it instead.
+    project_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if project_run_id:
+        run = mlflow.start_run(run_id=project_run_id)
     else:
         mlflow.set_experiment(f"ik-{robot}-search")
         run = mlflow.start_run(run_name=config.study.name)

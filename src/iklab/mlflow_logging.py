@@ -41,8 +41,8 @@ def training_run(config: ExperimentConfig, dataset: Dataset, *, parent_run_id=No
         experiment_id = MlflowClient().get_run(parent_run_id).info.experiment_id
         run = mlflow.start_run(experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=name,
                                tags=tags, nested=mlflow.active_run() is not None)
-    elif os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` created the run for us
-        run = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"], tags=tags)
+    elif os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` created the run for us; resume it once
+        run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags)
     else:
         mlflow.set_experiment(config.mlflow.experiment or f"ik-{dataset.robot.name}-train")
         run = mlflow.start_run(run_name=name, tags=tags)
