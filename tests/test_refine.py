@@ -133,7 +133,7 @@ def test_converged_rows_do_not_move(jaco, rng):
 
 
 def test_unreachable_target_fails_and_reports_its_error(jaco, rng):
-    q_true, q0, targets = working_batch(jaco, rng, 20, perturbation_deg=3.0)
+    _, q0, targets = working_batch(jaco, rng, 20, perturbation_deg=3.0)
     targets[7, 0, 3] += 5.0  # 5 m away: far beyond Jaco's ~1 m reach
     result = refine(jaco, q0, targets, max_iterations=30)
     assert not result.success[7] and result.iterations[7] == 30
@@ -171,7 +171,7 @@ def test_limits_wider_than_a_full_turn_do_not_clip(jaco):
 
 
 def test_bad_inputs_raise_value_errors_naming_rows(jaco, rng):
-    q_true, q0, targets = working_batch(jaco, rng, 8, perturbation_deg=1.0)
+    _, q0, targets = working_batch(jaco, rng, 8, perturbation_deg=1.0)
     with pytest.raises(ValueError, match=r"q0 has 8 rows but target_poses has 7"):
         refine(jaco, q0, targets[:7])
     with pytest.raises(ValueError, match=r"shape \(N, 6\)"):

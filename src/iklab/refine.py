@@ -178,32 +178,37 @@ def _pose_and_jacobian(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndar
     """FK and Jacobian in one pass over the links.
 
     ``(N, 6)`` -> rotation ``(N, 3, 3)``, position ``(N, 3)``, Jacobian ``(N, 6, 6)``.
-    Frames are carried as columns x, y, z, p ``(N, 3)``; for one standard-DH
-    link, with u, v the x/y columns rotated by theta about z:
+    Frames are carried as columns x, y, z, p laid out ``(3, N)``, so each step
+    is a few contiguous elementwise operations; for one standard-DH link, with
+    u, v the x/y columns rotated by theta about z:
         p' = p + d*z + a*u,  x' = u,  y' = v*cos(alpha) + z*sin(alpha),
         z' = z*cos(alpha) - v*sin(alpha)
     Joint i turns about z of frame i-1 (the base frame for joint 0).
     """
     n, joints = q.shape
-    theta = q * robot.sign + robot.offset
+    theta = (q * robot.sign + robot.offset).T
     sin_t, cos_t = np.sin(theta), np.cos(theta)
-    x, y, z, p = (np.broadcast_to(robot.base[:3, k], (n, 3)) for k in range(4))
-    axes, origins = np.empty((n, joints, 3)), np.empty((n, joints, 3))
+    x, y, z, p = (np.repeat(robot.base[:3, k : k + 1], n, axis=1) for k in range(4))
+    # jac_t[row, joint] is (N,): angular rows are the joint axes, linear rows
+    # are axis x (p_end - p_joint); written with the flip sign at the end
+    jac_t = np.empty((6, joints, n))
     for i in range(joints):
-        axes[:, i], origins[:, i] = z, p
-        ct, st = cos_t[:, i : i + 1], sin_t[:, i : i + 1]
-        u, v = x * ct + y * st, y * ct - x * st
+        jac_t[3:, i] = z
+        jac_t[:3, i] = p  # origin for now; turned into the lever arm below
+        u, v = x * cos_t[i] + y * sin_t[i], y * cos_t[i] - x * sin_t[i]
         p = p + robot.d[i] * z + robot.a[i] * u
         ca, sa = math.cos(robot.alpha[i]), math.sin(robot.alpha[i])
         x, y, z = u, v * ca + z * sa, z * ca - v * sa
     tool_r, tool_p = robot.tool[:3, :3], robot.tool[:3, 3]
     p = p + x * tool_p[0] + y * tool_p[1] + z * tool_p[2]
-    rotation = np.stack([x, y, z], axis=2) @ tool_r
-    jac = np.empty((n, 6, joints))
-    lever = p[:, None, :] - origins
-    jac[:, :3] = np.swapaxes(np.cross(axes, lever), 1, 2) * robot.sign
-    jac[:, 3:] = np.swapaxes(axes, 1, 2) * robot.sign
-    return rotation, p, jac
+    rotation = np.stack([x, y, z], axis=1).transpose(2, 0, 1) @ tool_r  # (N, 3, 3), columns x, y, z
+    lever = p[:, None, :] - jac_t[:3]
+    axis = jac_t[3:]
+    jac_t[0] = axis[1] * lever[2] - axis[2] * lever[1]
+    jac_t[1] = axis[2] * lever[0] - axis[0] * lever[2]
+    jac_t[2] = axis[0] * lever[1] - axis[1] * lever[0]
+    jac_t *= robot.sign[:, None]
+    return rotation, np.ascontiguousarray(p.T), np.ascontiguousarray(jac_t.transpose(2, 0, 1))
 
 
 # --- input checks -------------------------------------------------------------
