@@ -64,7 +64,7 @@ def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_pa
     assert result.counts["complete"] == 2 and result.best_trial is not None
     assert result.parent_run_id == project.info.run_id
     parent = mlflow_store.get_run(result.parent_run_id)
-    assert parent.info.run_name == "project" and parent.data.tags["role"] == "study"
+    assert parent.info.run_name == "tiny-study" and parent.data.tags["role"] == "study"
     assert "mlflow.parentRunId" not in parent.data.tags and parent.info.status == "FINISHED"
     assert mlflow_store.get_experiment(parent.info.experiment_id).name == "ik-jaco-search"
     assert parent.data.params["study.name"] == "tiny-study" and parent.data.metrics["trials_complete"] == 2

@@ -31,6 +31,7 @@ def parent_run(config):
     project_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     if project_run_id:
         run = mlflow.start_run(run_id=project_run_id)
+        mlflow.MlflowClient().update_run(project_run_id, name=config.study.name)  # not "youthful-stag-347"
     else:
         mlflow.set_experiment(f"ik-{robot}-search")
         run = mlflow.start_run(run_name=config.study.name)
