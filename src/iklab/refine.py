@@ -232,12 +232,24 @@ def _joint_batch(q: np.ndarray, name: str) -> np.ndarray:
 def _check_inputs(q0, target_poses, max_iterations, tolerance_m, tolerance_rad, damping):
     """Validated copies: q ``(N, 6)``, target rotations ``(N, 3, 3)``, positions ``(N, 3)``."""
     q = _joint_batch(q0, "q0").copy()
-    poses = np.asarray(target_poses, dtype=np.float64)
-    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
-        raise ValueError(f"target_poses must have shape (N, 4, 4), got {poses.shape}")
+    poses = validate_poses(target_poses)
     if poses.shape[0] != q.shape[0]:
         raise ValueError(f"q0 has {q.shape[0]} rows but target_poses has {poses.shape[0]}; "
                          "give one target pose per starting configuration")
+    if not (isinstance(max_iterations, (int, np.integer)) and max_iterations >= 0):
+        raise ValueError(f"max_iterations must be an integer >= 0, got {max_iterations!r}")
+    for name, value in (("tolerance_m", tolerance_m), ("tolerance_rad", tolerance_rad),
+                        ("damping", damping)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return q, poses[:, :3, :3].copy(), poses[:, :3, 3].copy()
+
+
+def validate_poses(target_poses) -> np.ndarray:
+    """``(N, 4, 4)`` float64 poses, or ValueError naming the non-finite / non-rotation rows."""
+    poses = np.asarray(target_poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+        raise ValueError(f"target_poses must have shape (N, 4, 4), got {poses.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(poses[:, :3, :]), axis=(1, 2)))
     if bad.size:
         raise ValueError(f"target_poses has non-finite values in rows {_row_list(bad)}")
@@ -248,13 +260,7 @@ def _check_inputs(q0, target_poses, max_iterations, tolerance_m, tolerance_rad, 
     if bad.size:
         raise ValueError(f"target_poses rows {_row_list(bad)} have a rotation part that is not "
                          f"orthonormal with det +1 (within {_ROTATION_CHECK_TOLERANCE:g})")
-    if not (isinstance(max_iterations, (int, np.integer)) and max_iterations >= 0):
-        raise ValueError(f"max_iterations must be an integer >= 0, got {max_iterations!r}")
-    for name, value in (("tolerance_m", tolerance_m), ("tolerance_rad", tolerance_rad),
-                        ("damping", damping)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return q, target_r, poses[:, :3, 3].copy()
+    return poses
 
 
 def _limit_bounds(lower, upper, joints: int) -> tuple[np.ndarray, np.ndarray]:
