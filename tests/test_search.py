@@ -14,22 +14,14 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from helpers import tiny_experiment
 from iklab.champion import register_and_compare
 from iklab.search import PruneCallback, load_search, make_study, run_search, trial_run_name
 from iklab.config import experiment_from_dict
 
 pytestmark = pytest.mark.slow
 
-CENTER = np.radians([0.0, 135.0, -100.0, 0.0, -90.0, 0.0])
-BASE = {
-    "name": "tiny",
-    "data": {"region": "custom", "lower": (CENTER - 0.3).tolist(), "upper": (CENTER + 0.3).tolist(),
-             "rows": 4000, "seed": 0},
-    "model": {"depth": 2, "width": 32},
-    "training": {"epochs": 2, "batch_size": 128},
-    "diagnostics": {"probe_rows": 256},
-    "evaluation": {"knn_rows": 3200},
-}
+BASE = tiny_experiment(rows=4000, model={"width": 32}, training={"epochs": 2})
 
 
 def write_search(tmp_path, space, study=None, name="search.yaml"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from spatialmath import SE3
 
+from helpers import CENTER, tiny_experiment
 from iklab.config import experiment_from_dict
 from iklab.kinematics import fk, load_robot
 from iklab.solver import IKSolver
@@ -14,17 +15,10 @@ from iklab.train import train
 
 pytestmark = pytest.mark.slow
 
-CENTER = np.radians([0.0, 135.0, -100.0, 0.0, -90.0, 0.0])
-TINY = {
-    "name": "tiny-solver",
-    "data": {"region": "custom", "lower": (CENTER - 0.3).tolist(), "upper": (CENTER + 0.3).tolist(),
-             "rows": 20000, "seed": 0},
-    "model": {"depth": 2, "width": 128},
-    "optimizer": {"learning_rate": 3e-3, "schedule": "cosine"},
-    "training": {"epochs": 8, "batch_size": 256},
-    "diagnostics": {"probe_rows": 512},
-    "evaluation": {"knn_rows": 2000, "test_rows": 500},
-}
+TINY = tiny_experiment("tiny-solver", rows=20000, model={"width": 128},
+                       optimizer={"learning_rate": 3e-3, "schedule": "cosine"},
+                       training={"epochs": 8, "batch_size": 256}, diagnostics={"probe_rows": 512},
+                       evaluation={"knn_rows": 2000, "test_rows": 500})
 
 
 @pytest.fixture(scope="module")

@@ -3,24 +3,14 @@ import mlflow
 import numpy as np
 import pytest
 
+from helpers import tiny_experiment
 from iklab.config import experiment_from_dict
 from iklab.data import decode_outputs
 from iklab.kinematics import fk
 from iklab.mlflow_logging import MODEL_METADATA_KEY
 from iklab.train import main, train
 
-# A box of +-0.3 rad around a well-conditioned pose inside Jaco's working region
-CENTER = np.radians([0.0, 135.0, -100.0, 0.0, -90.0, 0.0])
-TINY = {
-    "name": "tiny",
-    "data": {"region": "custom", "lower": (CENTER - 0.3).tolist(), "upper": (CENTER + 0.3).tolist(),
-             "rows": 6000, "seed": 0},
-    "model": {"depth": 2, "width": 64},
-    "optimizer": {"learning_rate": 3e-3},
-    "training": {"epochs": 4, "batch_size": 128},
-    "diagnostics": {"probe_rows": 256},
-    "evaluation": {"knn_rows": 4800},
-}
+TINY = tiny_experiment(optimizer={"learning_rate": 3e-3})
 
 
 @pytest.mark.slow

@@ -1,0 +1,22 @@
+"""Shared test data: a seconds-long experiment on a small, well-conditioned Jaco box."""
+
+import numpy as np
+
+# A well-conditioned pose inside Jaco's working region; boxes around it learn in seconds.
+CENTER = np.radians([0.0, 135.0, -100.0, 0.0, -90.0, 0.0])
+
+
+def tiny_experiment(name: str = "tiny", rows: int = 6000, half_width: float = 0.3, **sections) -> dict:
+    """An experiment mapping; ``sections`` (e.g. ``model={"width": 32}``) update the defaults."""
+    raw = {
+        "name": name,
+        "data": {"region": "custom", "lower": (CENTER - half_width).tolist(),
+                 "upper": (CENTER + half_width).tolist(), "rows": rows, "seed": 0},
+        "model": {"depth": 2, "width": 64},
+        "training": {"epochs": 4, "batch_size": 128},
+        "diagnostics": {"probe_rows": 256},
+        "evaluation": {"knn_rows": int(rows * 0.8)},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return raw
