@@ -70,7 +70,7 @@ def test_unknown_and_unsupported_robots():
 
 def test_sincos_accuracy():
     theta = np.random.default_rng(0).uniform(-40, 40, 200_000)
-    sin, cos = K._sincos(theta)
+    sin, cos = K.sincos(theta)
     assert np.max(np.abs(sin - np.sin(theta))) < 5e-15
     assert np.max(np.abs(cos - np.cos(theta))) < 5e-15
 

@@ -13,9 +13,10 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from .data import decode_outputs, encode_inputs, ensure_dataset, load_dataset
+from .data import encode_inputs, ensure_dataset, load_dataset
 from .evaluation import task_space_errors
-from .mlflow_logging import MODEL_METADATA_KEY, ending_run
+from .mlflow_logging import ending_run
+from .models import MODEL_METADATA_KEY, predict_joints
 from .train import train
 
 ALIAS = "champion"
@@ -116,8 +117,8 @@ def evaluate_registered(model_uri: str, dataset, test_rows: int) -> float:
     meta = mlflow.models.get_model_info(model_uri).metadata[MODEL_METADATA_KEY]
     model = mlflow.tensorflow.load_model(model_uri)
     test = dataset.test.head(test_rows)
-    raw = np.asarray(model.predict(encode_inputs(test, meta["input_encoding"]), batch_size=8192, verbose=0))
-    report = task_space_errors(dataset.robot, decode_outputs(raw, meta["output_encoding"]), test.q)
+    q_pred = predict_joints(model, encode_inputs(test, meta["input_encoding"]), meta["output_encoding"])
+    report = task_space_errors(dataset.robot, q_pred, test.q)
     return float(np.median(report.position_error_mm))
 
 

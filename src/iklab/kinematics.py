@@ -192,7 +192,7 @@ def _fk_into(robot: Robot, q: np.ndarray, rotation: np.ndarray, position: np.nda
         position[start:stop] = p.T
 
 
-_SCRATCH_ROWS = 6 * 9 + 3 * 7  # _sincos: nine (6, n) arrays; _fk_columns: seven (3, n)
+_SCRATCH_ROWS = 6 * 9 + 3 * 7  # sincos: nine (6, n) arrays; _fk_columns: seven (3, n)
 
 
 def _fk_columns(robot: Robot, q: np.ndarray, scratch: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -205,7 +205,7 @@ def _fk_columns(robot: Robot, q: np.ndarray, scratch: np.ndarray) -> tuple[np.nd
         p' = p + d*z + a*u,  x' = u,  y' = v*cos(alpha) + z*sin(alpha),
         z' = z*cos(alpha) - v*sin(alpha)
     """
-    sin_t, cos_t = _sincos(q.T * robot.sign[:, None] + robot.offset[:, None], scratch[: 6 * 9])
+    sin_t, cos_t = sincos(q.T * robot.sign[:, None] + robot.offset[:, None], scratch[: 6 * 9])
     x, y, z, p, u, v, t = scratch[6 * 9 :].reshape(7, 3, -1)
     for column, target in enumerate((x, y, z)):
         target[:] = robot.base[:3, column : column + 1]
@@ -241,7 +241,7 @@ _SIN_TABLE = np.sin(np.arange(_SINCOS_STEPS) * _STEP)
 _COS_TABLE = np.cos(np.arange(_SINCOS_STEPS) * _STEP)
 
 
-def _sincos(theta: np.ndarray, scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sincos(theta: np.ndarray, scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """sin and cos of a float64 array, within about 1e-15 of numpy's for |theta| < 40.
 
     ``scratch``, if given, is ``(9 * theta.shape[0], theta.shape[1])`` float64

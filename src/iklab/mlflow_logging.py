@@ -26,9 +26,9 @@ from .config import ExperimentConfig, flatten, to_yaml
 from .data import INPUT_ENCODINGS, OUTPUT_ENCODINGS, Dataset
 from .diagnostics import dead_unit_heatmap, diagnosis_markdown
 from .evaluation import error_histograms
+from .models import MODEL_METADATA_KEY
 from .plots import learning_curves
 
-MODEL_METADATA_KEY = "iklab"
 _MODEL_REQUIREMENTS = ("tensorflow", "keras", "numpy", "mlflow")
 
 

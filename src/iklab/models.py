@@ -16,8 +16,11 @@ import keras
 import numpy as np
 
 from .config import ModelConfig, OptimizerConfig, TrainingConfig
+from .data import decode_outputs
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+# Key of the metadata a logged model carries for robot code (robot, region, encodings).
+MODEL_METADATA_KEY = "iklab"
 
 
 def build_model(cfg: ModelConfig, train_inputs: np.ndarray, n_outputs: int, *,
@@ -151,6 +154,12 @@ def build_loss(cfg: TrainingConfig, output_encoding: str):
     if kind in ("mse", "mae"):
         return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[kind]
     raise ValueError(f"training.loss must be auto, mse, mae or wrapped, got {cfg.loss!r}")
+
+
+def predict_joints(model: keras.Model, features: np.ndarray, output_encoding: str) -> np.ndarray:
+    """Raw pose features ``(N, F)`` -> decoded joint angles ``(N, 6)`` radians."""
+    raw = np.asarray(model.predict(features, batch_size=8192, verbose=0))
+    return decode_outputs(raw, output_encoding)
 
 
 def count_parameters(model: keras.Model) -> int:

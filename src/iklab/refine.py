@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iklab.kinematics import Robot, fk_rotation_translation, rotation_angle_between
+from iklab.kinematics import Robot, fk_rotation_translation, rotation_angle_between, sincos
 
 # Per-row damping lambda is kept in this range. The floor keeps J J^T + lambda^2 I
 # safely invertible at exact singularities (lambda^2 = 1e-12 against entries of
@@ -187,7 +187,7 @@ def _pose_and_jacobian(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     n, joints = q.shape
     theta = (q * robot.sign + robot.offset).T
-    sin_t, cos_t = np.sin(theta), np.cos(theta)
+    sin_t, cos_t = sincos(np.ascontiguousarray(theta))  # numpy's float64 sin/cos are slow here
     x, y, z, p = (np.repeat(robot.base[:3, k : k + 1], n, axis=1) for k in range(4))
     # jac_t[row, joint] is (N,): angular rows are the joint axes, linear rows
     # are axis x (p_end - p_joint); written with the flip sign at the end

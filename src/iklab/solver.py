@@ -20,12 +20,12 @@ import numpy as np
 
 from data_gen.regions import Region
 
-from .data import Split, decode_outputs, encode_inputs
+from .data import Split, encode_inputs
 from .kinematics import Robot, RobotError, fk_rotation_translation, matrix_to_quaternion, rotation_angle_between
+from .models import MODEL_METADATA_KEY, predict_joints
 from .refine import refine as refine_joints
 from .refine import validate_poses
 
-METADATA_KEY = "iklab"  # same as iklab.mlflow_logging.MODEL_METADATA_KEY, without importing MLflow logging
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class IKSolver:
             info = mlflow.models.get_model_info(source)
         except Exception as exc:  # MLflow raises several types for a bad URI
             raise ValueError(f"cannot load an MLflow model from {uri!r}: {exc}") from None
-        metadata = (info.metadata or {}).get(METADATA_KEY)
+        metadata = (info.metadata or {}).get(MODEL_METADATA_KEY)
         if metadata is None:
             raise ValueError(f"{uri!r} has no iklab metadata: it was not logged by iklab.train")
         if robot is not None and metadata.get("robot", {}).get("name") != robot:
@@ -92,9 +92,7 @@ class IKSolver:
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
         split = Split(np.zeros((len(poses), 6)), poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3]))
-        raw = np.asarray(self.model.predict(encode_inputs(split, self.input_encoding), batch_size=8192,
-                                            verbose=0))
-        return decode_outputs(raw, self.output_encoding)
+        return predict_joints(self.model, encode_inputs(split, self.input_encoding), self.output_encoding)
 
 
 def as_pose_batch(poses) -> np.ndarray:

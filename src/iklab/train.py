@@ -21,7 +21,7 @@ from .data import (Dataset, decode_outputs, encode_inputs, encode_targets,
                    ensure_dataset, load_dataset)
 from .diagnostics import DiagnosticsCallback, evaluate_flags
 from .evaluation import evaluate_with_baselines, task_space_errors
-from .models import build_loss, build_model, build_optimizer, count_parameters
+from .models import build_loss, build_model, build_optimizer, count_parameters, predict_joints
 
 
 @dataclass
@@ -160,13 +160,12 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
 
 def evaluate_and_log(config, dataset, arrays, model, diagnostics, result: TrainResult) -> None:
     """Test-split errors of the model and the baselines, flags, and their artifacts."""
-    q_pred = decode_outputs(model.predict(arrays.x_test, batch_size=8192, verbose=0),
-                            config.data.output_encoding)
+    q_pred = predict_joints(model, arrays.x_test, config.data.output_encoding)
     reports = evaluate_with_baselines(
         dataset.robot, q_pred, arrays.q_test, arrays.x_train, arrays.q_train, arrays.x_test,
         knn_k=config.evaluation.knn_k, knn_rows=config.evaluation.knn_rows, seed=config.seed)
     metrics = reports["model"].summary("test/")
-    q_val = decode_outputs(model.predict(arrays.x_val, batch_size=8192, verbose=0), config.data.output_encoding)
+    q_val = predict_joints(model, arrays.x_val, config.data.output_encoding)
     metrics.update(task_space_errors(dataset.robot, q_val, arrays.q_val).summary("val/"))
     for name in ("mean", "knn"):
         metrics.update(reports[name].summary(f"baseline/{name}/"))
