@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-fast bench generate search ui clean
+.PHONY: venv test test-fast bench generate search ui serve clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,8 @@ bench: venv
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ambiguity.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_refine.py
+	$(BIN)/python bench/bench_solver.py
 
 # The main job: Optuna search, nested MLflow runs, registered champion (~12 min here).
 search: venv
@@ -41,6 +43,12 @@ UI_PORT ?= 5000
 ui: venv
 	@echo "MLflow UI on http://127.0.0.1:$(UI_PORT) (store: $(MLFLOW_TRACKING_URI)); Ctrl-C to stop"
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
+
+# The registered champion over HTTP: POST pose rows to /invocations (README "Serving over HTTP").
+SERVE_PORT ?= 5001
+MODEL ?= models:/ik-jaco@champion
+serve: venv
+	$(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
 
 # The default dataset of the README's example (about 10 s, 530 MB).
 generate: venv

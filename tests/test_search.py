@@ -14,9 +14,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from helpers import tiny_experiment
+from helpers import CENTER, tiny_experiment
 from iklab.champion import register_and_compare
+from iklab.kinematics import fk
 from iklab.search import PruneCallback, load_search, make_study, run_search, trial_run_name
+from iklab.solver import IKSolver
 from iklab.config import experiment_from_dict
 
 pytestmark = pytest.mark.slow
@@ -76,8 +78,8 @@ def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_pa
     assert {"trials.csv", "summary.md", "plots/optimization_history.png", "plots/param_importances.png",
             "plots/params_vs_objective.png"} <= artifacts
     assert result.champion["promoted"] and result.champion["new_version"] == 1
-    model = mlflow.tensorflow.load_model("models:/ik-jaco@champion")
-    assert np.all(np.isfinite(model.predict(np.zeros((3, 7), "float32"), verbose=0)))
+    solver = IKSolver.load("models:/ik-jaco@champion", robot="jaco")
+    assert np.all(np.isfinite(solver.predict(fk(solver.robot, np.tile(CENTER, (3, 1))))))
     version = mlflow_store.get_model_version_by_alias("ik-jaco", "champion")
     assert version.tags["promoted"] == "True" and version.tags["compared_with_version"] == "none"
 

@@ -1,15 +1,29 @@
 """IKSolver on a tiny model trained in the test (seconds), judged by FK."""
 
+import json
 import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from spatialmath import SE3
 
 from helpers import CENTER, tiny_experiment
 from iklab.config import experiment_from_dict
-from iklab.kinematics import fk, load_robot
+from iklab.kinematics import fk, load_robot, matrix_to_quaternion
+from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
 from iklab.solver import IKSolver
 from iklab.train import train
 
@@ -102,3 +116,152 @@ def test_load_errors(trained, tmp_path):
         IKSolver.load(str(tmp_path / "nothing-here"))
     with pytest.raises(ValueError, match="metadata is incomplete"):
         IKSolver(None, {"robot": {"name": "jaco"}})
+
+
+# --- registry, README example, pyfunc and HTTP serving -----------------------------
+
+
+@pytest.fixture(scope="module")
+def champion(trained):
+    """The tiny model registered as ik-jaco@champion in the test's tracking store."""
+    version = mlflow.register_model(trained.model_uri, "ik-jaco").version
+    mlflow.MlflowClient().set_registered_model_alias("ik-jaco", "champion", version)
+    return f"models:/ik-jaco/{version}"
+
+
+def test_registry_uris_and_the_bare_network(trained, champion, tmp_path):
+    _, poses = _targets(5)
+    expected = IKSolver.load(trained.model_uri).solve(poses, refine=False).q
+    for uri in (champion, "models:/ik-jaco@champion"):
+        np.testing.assert_allclose(IKSolver.load(uri).solve(poses, refine=False).q, expected, atol=1e-9)
+    # the Keras network inside the pyfunc carries the metadata too (what iklab logged before the wrapper)
+    local = mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path))
+    network = IKSolver.load(f"{local}/artifacts/{NETWORK_ARTIFACT}")
+    np.testing.assert_allclose(network.solve(poses, refine=False).q, expected, atol=1e-9)
+
+
+def test_readme_robot_example_runs(champion, capsys):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- robot-example -->\n```python\n(.*?)```", readme, re.S)
+    assert block, "README lost its robot-code example"
+    namespace = {}
+    exec(compile(block.group(1), "README.md robot example", "exec"), namespace)
+    result = namespace["result"]
+    assert len(result.q) == 100 and result.success.mean() >= 0.95
+    assert result.position_error_m[result.success].max() <= 1e-5
+    assert namespace["q_for_robot"].shape == (result.success.sum(), 6)
+    assert "within 0.01 mm and 0.01 deg" in capsys.readouterr().out
+
+
+def _pose_rows(poses) -> pd.DataFrame:
+    return pd.DataFrame(np.hstack([poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3])]),
+                        columns=POSE_COLUMNS)
+
+
+def test_pyfunc_predicts_joints_and_refuses_bad_rows(trained):
+    model = mlflow.pyfunc.load_model(trained.model_uri)
+    _, poses = _targets(50)
+    rows = _pose_rows(poses)
+    rows.iloc[::2, 3:] *= -1  # q and -q are the same rotation
+    out = model.predict(rows)
+    assert list(out.columns) == [f"q{i}" for i in range(6)] + [
+        "position_error_m", "rotation_error_rad", "success", "within_region", "iterations"]
+    assert out["success"].mean() >= 0.95 and out["position_error_m"][out["success"]].max() <= 1e-5
+    check = fk(load_robot("jaco"), out[[f"q{i}" for i in range(6)]].to_numpy())
+    np.testing.assert_allclose(np.linalg.norm(check[:, :3, 3] - poses[:, :3, 3], axis=1),
+                               out["position_error_m"], atol=1e-12)
+    raw = model.predict(rows, params={"refine": False})
+    assert (raw["iterations"] == 0).all() and raw["position_error_m"].median() > 1e-4
+    bad = rows.copy()
+    bad.loc[3, "qx"] += 0.5
+    with pytest.raises(MlflowException, match=r"rows \[3\].*not unit length"):
+        model.predict(bad)
+    bad = rows.copy()
+    bad.loc[7, "z"] = np.inf
+    with pytest.raises(MlflowException, match=r"rows \[7\].*NaN or infinite"):
+        model.predict(bad)
+
+
+def test_load_refuses_a_model_without_iklab_metadata(tmp_path):
+    mlflow.pyfunc.save_model(str(tmp_path / "other"), python_model=_Echo(), pip_requirements=["mlflow"])
+    with pytest.raises(ValueError, match="has no iklab metadata"):
+        IKSolver.load(str(tmp_path / "other"))
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.timeout(300)
+def test_served_champion_answers_over_http(champion, tmp_path):
+    port = _free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    log = open(tmp_path / "serve.log", "w+")
+    server = subprocess.Popen(
+        [str(mlflow_cli), "models", "serve", "-m", "models:/ik-jaco@champion", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # the server execs `uvicorn` from PATH: the venv's, as under `make`
+        env={**os.environ, "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, f"mlflow models serve exited: {(tmp_path / 'serve.log').read_text()}"
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not answer /ping within 180 s"
+            time.sleep(1)
+        _, poses = _targets(20)
+        rows = _pose_rows(poses)
+        status, body = _post(f"{base}/invocations", {
+            "dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()},
+            "params": {"refine": True}})
+        assert status == 200, body
+        answers = pd.DataFrame(body["predictions"])
+        assert len(answers) == 20 and answers["success"].mean() >= 0.95
+        q = answers[[f"q{i}" for i in range(6)]].to_numpy()
+        reached = fk(load_robot("jaco"), q)
+        assert np.linalg.norm(reached[:, :3, 3] - poses[:, :3, 3], axis=1)[answers["success"]].max() <= 1e-5
+        rows.loc[4, "qw"] = 3.0
+        status, body = _post(f"{base}/invocations", {
+            "dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()}})
+        assert status == 400 and "rows [4]" in body["message"], body
+    finally:
+        _stop(server)
+        log.close()
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (uvicorn and its worker), SIGKILL after 30 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -8,6 +8,7 @@ from iklab.config import experiment_from_dict
 from iklab.data import decode_outputs
 from iklab.kinematics import fk
 from iklab.mlflow_logging import MODEL_METADATA_KEY
+from iklab.solver import IKSolver
 from iklab.train import main, train
 
 TINY = tiny_experiment(optimizer={"learning_rate": 3e-3})
@@ -38,7 +39,8 @@ def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(mlflow_store, ja
             "plots/error_histograms.png"} <= artifacts
     assert len(run.inputs.dataset_inputs) == 1
 
-    loaded = mlflow.tensorflow.load_model(result.model_uri)
+    assert "python_function" in mlflow.models.get_model_info(result.model_uri).flavors  # servable
+    loaded = IKSolver.load(result.model_uri).model
     x = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
     np.testing.assert_allclose(loaded(x), result.model(x), atol=1e-5)
     info = mlflow.models.get_model_info(result.model_uri)

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from .data import encode_inputs, ensure_dataset, load_dataset
 from .evaluation import task_space_errors
 from .mlflow_logging import ending_run
-from .models import MODEL_METADATA_KEY, predict_joints
+from .models import predict_joints
 from .train import train
 
 ALIAS = "champion"
@@ -114,10 +114,11 @@ def _current_champion(client, name: str):
 
 def evaluate_registered(model_uri: str, dataset, test_rows: int) -> float:
     """Median test position error (mm) of a logged model on ``dataset``'s first test rows."""
-    meta = mlflow.models.get_model_info(model_uri).metadata[MODEL_METADATA_KEY]
-    model = mlflow.tensorflow.load_model(model_uri)
+    from .solver import IKSolver
+
+    solver = IKSolver.load(model_uri)
     test = dataset.test.head(test_rows)
-    q_pred = predict_joints(model, encode_inputs(test, meta["input_encoding"]), meta["output_encoding"])
+    q_pred = predict_joints(solver.model, encode_inputs(test, solver.input_encoding), solver.output_encoding)
     report = task_space_errors(dataset.robot, q_pred, test.q)
     return float(np.median(report.position_error_mm))
 

@@ -12,31 +12,35 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+import data_gen
 import iklab
 
 from .config import ExperimentConfig, flatten, to_yaml
-from .data import INPUT_ENCODINGS, OUTPUT_ENCODINGS, Dataset
+from .data import INPUT_ENCODINGS, OUTPUT_ENCODINGS, Dataset, Split, encode_inputs
 from .diagnostics import dead_unit_heatmap, diagnosis_markdown
 from .evaluation import error_histograms
 from .models import MODEL_METADATA_KEY
 from .plots import learning_curves
 
-_MODEL_REQUIREMENTS = ("tensorflow", "keras", "numpy", "mlflow")
+_NETWORK_REQUIREMENTS = ("tensorflow", "keras", "numpy", "mlflow")
 
 
 @contextlib.contextmanager
-def training_run(config: ExperimentConfig, dataset: Dataset, *, parent_run_id=None, run_name=None,
-                 tags=None):
-    """Start (or resume, under `mlflow run`) the run; FAILED or KILLED if the body raises."""
-    name = run_name or config.mlflow.run_name or config.name
+def training_run(name: str, experiment: str, *, parent_run_id=None, tags=None):
+    """Start (or resume, under `mlflow run`) the run; FAILED or KILLED if the body raises.
+
+    A child of ``parent_run_id`` lands in its parent's experiment; else in ``experiment``.
+    """
     if parent_run_id:
         experiment_id = MlflowClient().get_run(parent_run_id).info.experiment_id
         run = mlflow.start_run(experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=name,
@@ -44,7 +48,7 @@ def training_run(config: ExperimentConfig, dataset: Dataset, *, parent_run_id=No
     elif os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` created the run for us; resume it once
         run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags)
     else:
-        mlflow.set_experiment(config.mlflow.experiment or f"ik-{dataset.robot.name}-train")
+        mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=name, tags=tags)
     with ending_run(run):
         yield run
@@ -161,21 +165,39 @@ def model_metadata(config: ExperimentConfig, dataset: Dataset) -> dict:
     }
 
 
-def log_keras_model(model: keras.Model, config: ExperimentConfig, dataset: Dataset,
-                    example: np.ndarray) -> str:
-    """Log the model with signature, input example, explicit requirements and iklab metadata."""
+def log_ik_model(model: keras.Model, config: ExperimentConfig, dataset: Dataset, example: Split) -> str:
+    """Log the servable pyfunc (pose rows in, joints out) with the Keras network as its artifact.
+
+    Both carry the iklab metadata, signature and input example; requirements are explicit.
+    """
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, np.asarray(model(example, training=False)))
-    info = mlflow.tensorflow.log_model(
-        model, name="model", signature=signature, input_example=example,
-        pip_requirements=pip_requirements(), metadata={MODEL_METADATA_KEY: model_metadata(config, dataset)})
+    from . import serving
+    from .solver import IKSolver
+
+    metadata = {MODEL_METADATA_KEY: model_metadata(config, dataset)}
+    features = encode_inputs(example, config.data.input_encoding)
+    pose_rows = pd.DataFrame(np.hstack([example.position, example.quat]), columns=serving.POSE_COLUMNS)
+    wrapper = serving.IKPyfuncModel()
+    wrapper.solver = IKSolver(model, metadata[MODEL_METADATA_KEY])
+    signature = infer_signature(pose_rows, wrapper.predict(None, pose_rows), params=serving.DEFAULT_PARAMS)
+    with tempfile.TemporaryDirectory() as tmp:
+        network = os.path.join(tmp, serving.NETWORK_ARTIFACT)
+        mlflow.tensorflow.save_model(
+            model, network, signature=infer_signature(features, np.asarray(model(features, training=False))),
+            input_example=features, pip_requirements=pip_requirements(_NETWORK_REQUIREMENTS), metadata=metadata)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=serving.IKPyfuncModel(), artifacts={serving.NETWORK_ARTIFACT: network},
+            signature=signature, input_example=pose_rows, pip_requirements=pip_requirements(),
+            code_paths=[os.path.dirname(iklab.__file__), os.path.dirname(data_gen.__file__)], metadata=metadata)
     return info.model_uri
 
 
-def pip_requirements() -> list[str]:
-    """Pinned from this environment: explicit lists skip MLflow's slow inference."""
-    return [f"{name}=={importlib.metadata.version(name)}" for name in _MODEL_REQUIREMENTS]
+def pip_requirements(names=None) -> list[str]:
+    """Pinned from this environment (explicit lists skip MLflow's slow inference); default: iklab's own."""
+    if names is None:
+        return [r for r in importlib.metadata.requires("iklab") if "extra ==" not in r]
+    return [f"{name}=={importlib.metadata.version(name)}" for name in names]
 
 
 def git_commit() -> str:

@@ -17,7 +17,7 @@ def learning_curves(history: list[dict], title: str = "") -> Figure:
     loss_ax.legend()
     r2_ax.plot(epochs, [h.get("r2_mean", float("nan")) for h in history], marker="o", markersize=3)
     r2_ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
-    r2_ax.set(xlabel="epoch", ylabel="mean R² over joints", title="Probe R² (0 = predicts the mean)",
+    r2_ax.set(xlabel="epoch", ylabel="mean R² over outputs", title="Probe R² (0 = predicts the mean)",
               ylim=(min(-0.05, *[h.get("r2_mean", 0.0) for h in history]), 1.02))
     lr_ax.plot(epochs, [h.get("learning_rate", float("nan")) for h in history], marker="o", markersize=3)
     lr_ax.set(yscale="log", xlabel="epoch", ylabel="learning rate", title="Learning rate at epoch end")

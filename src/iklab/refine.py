@@ -214,7 +214,7 @@ def _pose_and_jacobian(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndar
 # --- input checks -------------------------------------------------------------
 
 
-def _row_list(rows: np.ndarray) -> str:
+def row_list(rows: np.ndarray) -> str:
     shown = ", ".join(str(r) for r in rows[:10])
     return f"[{shown}{', ...' if rows.size > 10 else ''}] ({rows.size} row{'s' * (rows.size != 1)})"
 
@@ -225,7 +225,7 @@ def _joint_batch(q: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} must have shape (N, 6) radians, got {q.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(q), axis=1))
     if bad.size:
-        raise ValueError(f"{name} has non-finite values in rows {_row_list(bad)}")
+        raise ValueError(f"{name} has non-finite values in rows {row_list(bad)}")
     return q
 
 
@@ -252,13 +252,13 @@ def validate_poses(target_poses) -> np.ndarray:
         raise ValueError(f"target_poses must have shape (N, 4, 4), got {poses.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(poses[:, :3, :]), axis=(1, 2)))
     if bad.size:
-        raise ValueError(f"target_poses has non-finite values in rows {_row_list(bad)}")
+        raise ValueError(f"target_poses has non-finite values in rows {row_list(bad)}")
     target_r = poses[:, :3, :3].copy()
     gram = np.swapaxes(target_r, 1, 2) @ target_r
     bad = np.flatnonzero((np.max(np.abs(gram - np.eye(3)), axis=(1, 2)) > _ROTATION_CHECK_TOLERANCE)
                          | (np.linalg.det(target_r) <= 0.0))
     if bad.size:
-        raise ValueError(f"target_poses rows {_row_list(bad)} have a rotation part that is not "
+        raise ValueError(f"target_poses rows {row_list(bad)} have a rotation part that is not "
                          f"orthonormal with det +1 (within {_ROTATION_CHECK_TOLERANCE:g})")
     return poses
 

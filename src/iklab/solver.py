@@ -68,7 +68,12 @@ class IKSolver:
         if robot is not None and metadata.get("robot", {}).get("name") != robot:
             raise ValueError(f"{uri!r} was trained for robot {metadata.get('robot', {}).get('name')!r}, "
                              f"not {robot!r}")
-        return cls(mlflow.tensorflow.load_model(source), metadata)
+        if "tensorflow" in info.flavors:  # the bare network (what iklab logged before the wrapper)
+            return cls(mlflow.tensorflow.load_model(source), metadata)
+        wrapper = mlflow.pyfunc.load_model(source).unwrap_python_model()  # iklab.serving.IKPyfuncModel
+        if not isinstance(getattr(wrapper, "solver", None), cls):
+            raise ValueError(f"{uri!r} is neither an iklab network nor iklab's pyfunc wrapper of one")
+        return wrapper.solver
 
     def solve(self, poses, *, refine: bool = True, max_iterations: int = 50, tolerance_m: float = 1e-5,
               tolerance_rad: float = math.radians(0.01)) -> IKResult:

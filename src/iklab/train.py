@@ -129,8 +129,9 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
     probe = slice(0, config.diagnostics.probe_rows)
     task_probe = TaskSpaceProbe(dataset.robot, arrays.x_val[probe], arrays.q_val[probe],
                                 lambda y: decode_outputs(y, config.data.output_encoding))
-    with logging_.training_run(config, dataset, parent_run_id=parent_run_id, run_name=run_name,
-                               tags=tags) as run:
+    with logging_.training_run(run_name or config.mlflow.run_name or config.name,
+                               config.mlflow.experiment or f"ik-{dataset.robot.name}-train",
+                               parent_run_id=parent_run_id, tags=tags) as run:
         logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
         epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs)
         # the probes first: they write their metrics into `logs` for the callbacks after them
@@ -154,7 +155,7 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
             return result
         evaluate_and_log(config, dataset, arrays, model, diagnostics, result)
         if log_model if log_model is not None else config.mlflow.log_model:
-            result.model_uri = logging_.log_keras_model(model, config, dataset, arrays.x_test[:5])
+            result.model_uri = logging_.log_ik_model(model, config, dataset, dataset.test.head(5))
     return result
 
 
