@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test test-fast bench generate search ui serve clean
+.PHONY: venv test test-fast bench generate search cases ui serve clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: venv
 # The main job: Optuna search, nested MLflow runs, registered champion (~12 min here).
 search: venv
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search
+
+# The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (~5 min here).
+cases: venv
+	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
 
 UI_PORT ?= 5000
 ui: venv

@@ -20,7 +20,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from spatialmath import SE3
 
-from helpers import CENTER, tiny_experiment
+from helpers import CENTER, HEALTHY
 from iklab.config import experiment_from_dict
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
 from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
@@ -28,12 +28,6 @@ from iklab.solver import IKSolver
 from iklab.train import train
 
 pytestmark = pytest.mark.slow
-
-TINY = tiny_experiment("tiny-solver", rows=20000, model={"width": 128},
-                       optimizer={"learning_rate": 3e-3, "schedule": "cosine"},
-                       training={"epochs": 8, "batch_size": 256}, diagnostics={"probe_rows": 512},
-                       evaluation={"knn_rows": 2000, "test_rows": 500})
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -44,8 +38,8 @@ def trained(tmp_path_factory):
     mp.delenv("MLFLOW_RUN_ID", raising=False)
     mp.chdir(tmp)
     mlflow.set_tracking_uri(uri)
-    result = train(experiment_from_dict(TINY))
-    assert result.status == "finished"
+    result = train(experiment_from_dict(HEALTHY))
+    assert result.status == "finished" and result.flags == []  # healthy: no diagnosis flag
     yield result
     mlflow.set_tracking_uri(None)
     mp.undo()
