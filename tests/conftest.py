@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import numpy as np
@@ -18,16 +19,35 @@ def rng():
     return np.random.default_rng(12345)
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    """A throw-away MLflow store and working directory (datasets land in tmp_path/data)."""
+@contextlib.contextmanager
+def _throwaway_store(directory, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = f"sqlite:///{directory}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(directory)
     mlflow.set_tracking_uri(uri)
-    yield MlflowClient(uri)
-    mlflow.set_tracking_uri(None)
+    try:
+        yield MlflowClient(uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A throw-away MLflow store and working directory (datasets land in tmp_path/data)."""
+    with _throwaway_store(tmp_path, monkeypatch) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def module_mlflow_store(tmp_path_factory):
+    """The same, shared by one test module (for a model trained once per module)."""
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        with _throwaway_store(tmp_path_factory.mktemp("store"), monkeypatch) as client:
+            yield client
+    finally:
+        monkeypatch.undo()

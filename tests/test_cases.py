@@ -41,20 +41,8 @@ def test_unknown_case_is_a_one_line_error(capsys):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    import mlflow
-
-    tmp = tmp_path_factory.mktemp("cases")
-    mp = pytest.MonkeyPatch()
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    mp.delenv("MLFLOW_RUN_ID", raising=False)
-    mp.chdir(tmp)
-    mlflow.set_tracking_uri(uri)
-    out = {r.case.name: r for r in run_cases([load_case(p) for p in case_paths()], quick=True)}
-    yield out, mlflow.MlflowClient(uri)
-    mlflow.set_tracking_uri(None)
-    mp.undo()
+def results(module_mlflow_store):
+    return {r.case.name: r for r in run_cases([load_case(p) for p in case_paths()], quick=True)}, module_mlflow_store
 
 
 @pytest.mark.slow

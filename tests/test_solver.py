@@ -20,7 +20,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from spatialmath import SE3
 
-from helpers import CENTER, HEALTHY
+from helpers import CENTER, HEALTHY, tiny_experiment
 from iklab.config import experiment_from_dict
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
 from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
@@ -30,19 +30,10 @@ from iklab.train import train
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("solver")
-    mp = pytest.MonkeyPatch()
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    mp.delenv("MLFLOW_RUN_ID", raising=False)
-    mp.chdir(tmp)
-    mlflow.set_tracking_uri(uri)
+def trained(module_mlflow_store):
     result = train(experiment_from_dict(HEALTHY))
     assert result.status == "finished" and result.flags == []  # healthy: no diagnosis flag
-    yield result
-    mlflow.set_tracking_uri(None)
-    mp.undo()
+    return result
 
 
 def _targets(n, seed=1):
@@ -259,3 +250,16 @@ def _stop(server: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def test_angle_output_models_load_without_their_custom_loss(module_mlflow_store):
+    # `angles` outputs train with iklab's wrapped_angle_loss; loading for inference must not need it
+    result = train(experiment_from_dict(tiny_experiment("tiny-angles", data={"output_encoding": "angles"},
+                                                        training={"epochs": 2})))
+    assert result.status == "finished"
+    _, poses = _targets(20)
+    solver = IKSolver.load(result.model_uri)
+    assert solver.output_encoding == "angles"
+    expected = solver.solve(poses, refine=False).q
+    served = mlflow.pyfunc.load_model(result.model_uri).predict(_pose_rows(poses), params={"refine": False})
+    np.testing.assert_allclose(served[[f"q{i}" for i in range(6)]].to_numpy(), expected, atol=1e-9)

@@ -182,9 +182,8 @@ def train_toy(config: ToyExperiment, *, parent_run_id: str | None = None, run_na
             return result
         result.metrics = {**problem.evaluate(model, arrays), "train_seconds": result.train_seconds}
         mlflow.log_metrics(result.metrics)
-        mlflow.set_tags({"state": "complete", "flags": ",".join(result.flags) or "none"})
-        for flag in flags:
-            mlflow.set_tag(f"flag.{flag.name}", flag.explanation[:5000])
+        mlflow.set_tag("state", "complete")
+        logging_.log_flags(flags)
         mlflow.log_text(to_yaml(config), "config.yaml")
         mlflow.log_text(diagnosis_markdown(flags, diagnostics.history, title=f"Diagnosis: {config.name}"),
                         "diagnosis.md")

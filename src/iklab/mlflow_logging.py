@@ -112,7 +112,7 @@ class EpochLogger(keras.callbacks.Callback):
 def log_results(config, result, flags, diagnostics_history, reports) -> None:
     mlflow.log_metrics(result.metrics)
     mlflow.set_tag("state", "complete")
-    _log_flags(flags)
+    log_flags(flags)
     mlflow.log_text(to_yaml(config), "config.yaml")
     mlflow.log_text(_diagnosis(config, flags, diagnostics_history, result.metrics), "diagnosis.md")
     mlflow.log_figure(learning_curves(result.history, title=config.name), "plots/learning_curves.png")
@@ -123,7 +123,7 @@ def log_results(config, result, flags, diagnostics_history, reports) -> None:
 
 def log_failure(result, flags, diagnostics_history) -> None:
     """A diverged run: keep what was logged, say why, end it as FAILED."""
-    _log_flags(flags)
+    log_flags(flags)
     mlflow.set_tags({"state": "failed", "failure_reason": result.reason})
     report = diagnosis_markdown(flags, diagnostics_history, title="Diagnosis (run failed)")
     mlflow.log_text(f"**Run failed:** {result.reason}\n\n{report}", "diagnosis.md")
@@ -135,7 +135,7 @@ def log_stopped(result) -> None:
     mlflow.set_tags({"state": result.status, "stop_reason": result.reason})
 
 
-def _log_flags(flags) -> None:
+def log_flags(flags) -> None:
     mlflow.set_tag("flags", ",".join(f.name for f in flags) or "none")
     for flag in flags:
         mlflow.set_tag(f"flag.{flag.name}", flag.explanation[:5000])

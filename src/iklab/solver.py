@@ -69,7 +69,9 @@ class IKSolver:
             raise ValueError(f"{uri!r} was trained for robot {metadata.get('robot', {}).get('name')!r}, "
                              f"not {robot!r}")
         if "tensorflow" in info.flavors:  # the bare network (what iklab logged before the wrapper)
-            return cls(mlflow.tensorflow.load_model(source), metadata)
+            # compile=False: inference needs no loss, and a custom one (wrapped_angle_loss) would
+            # otherwise have to be importable by name
+            return cls(mlflow.tensorflow.load_model(source, keras_model_kwargs={"compile": False}), metadata)
         wrapper = mlflow.pyfunc.load_model(source).unwrap_python_model()  # iklab.serving.IKPyfuncModel
         if not isinstance(getattr(wrapper, "solver", None), cls):
             raise ValueError(f"{uri!r} is neither an iklab network nor iklab's pyfunc wrapper of one")
