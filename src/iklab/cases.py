@@ -75,6 +75,7 @@ class Metric:
     label: str
     goal: str  # "min" or "max"
     baseline: str | None = None  # a metric key to draw beside it (e.g. predicting the mean)
+    baseline_label: str = "baseline"
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ def comparison_markdown(result: CaseResult) -> str:
     case, m = result.case, result.case.metric
     lines = [f"# {case.title}", "", f"Question: `questions/{case.question}`", "", f"**Symptom.** {case.symptom}", "",
              f"**Fix.** {case.fix}", "", f"Expected flags on the broken run: {', '.join(case.expected_flags)}.", "",
-             f"| run | flags | {m.label} | " + (f"{m.baseline} | " if m.baseline else "")
+             f"| run | flags | {m.label} | " + (f"{m.baseline_label} | " if m.baseline else "")
              + "final probe R^2 | final loss | final val_loss | epochs | seconds |",
              "| --- | --- | ---: | " + ("---: | " if m.baseline else "") + "---: | ---: | ---: | ---: | ---: |"]
     for variant, run in result.variants.items():
@@ -285,8 +286,8 @@ def comparison_figure(result: CaseResult) -> Figure:
     loss_ax.legend(fontsize=8)
     r2_ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
     r2_ax.set(xlabel="epoch", ylabel="mean R² of the probe", title="R² (0 = predicts the mean)",
-              ylim=(max(-1.0, min(-0.05, *[h.get("r2_mean", 0.0) for r in result.variants.values()
-                                            for h in r.history if np.isfinite(h.get("r2_mean", 0.0))])), 1.02))
+              ylim=(max(-5.0, min(-0.05, *[h.get("r2_mean", 0.0) for r in result.variants.values()
+                                            for h in r.history if np.isfinite(h.get("r2_mean", 0.0))]) - 0.1), 1.05))
     r2_ax.legend(fontsize=8)
     names, values, bar_colours = [], [], []
     for variant, run in result.variants.items():
@@ -294,7 +295,7 @@ def comparison_figure(result: CaseResult) -> Figure:
         values.append(run.metrics.get(case.metric.key, np.nan))
         bar_colours.append(colours[variant])
     if case.metric.baseline:
-        names.append("baseline")
+        names.append(case.metric.baseline_label)
         values.append(result.variants["fixed"].metrics.get(case.metric.baseline, np.nan))
         bar_colours.append("tab:grey")
     bars = bar_ax.bar(names, values, color=bar_colours)
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     tf.get_logger().setLevel("ERROR")  # retracing notices: each variant builds new models on purpose
     quick = str(args.quick).lower() in ("1", "true", "yes")
     try:
-        cases = [load_case(p) for p in _select(args.cases)]
+        cases = sorted((load_case(p) for p in _select(args.cases)), key=lambda c: c.title)  # "1. ..." first
         results = run_cases(cases, quick=quick)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"iklab.cases: error: {exc}", file=sys.stderr)
