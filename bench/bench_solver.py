@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from bench_refine import SAME_BRANCH_RAD, TOLERANCE_M, TOLERANCE_RAD, verified  # noqa: E402
 from data_gen.generate import sample_joints  # noqa: E402
 from iklab.kinematics import fk, to_rtb, wrap_angle  # noqa: E402
-from iklab.refine import jacobian  # noqa: E402
+from iklab.kinematics import jacobian  # noqa: E402
 
 TARGET_SUCCESS = 0.999
 TARGET_SPEEDUP = 20.0

@@ -137,7 +137,10 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, jaco, monkeypatch):
 def _start_big_generation(out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "data_gen", "generate", "--n", "50000000", "--part-rows", "200000",
            "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default: a shell that starts the tests in the background ignores it,
+    # and an ignored SIGINT is inherited (Python then never raises KeyboardInterrupt)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list(out.parent.glob(f".{out.name}.tmp-*/part-00001.parquet")):
         assert proc.poll() is None, proc.communicate()

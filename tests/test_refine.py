@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from iklab import kinematics as K
-from iklab.refine import jacobian, refine, rotation_log
+from iklab.kinematics import jacobian
+from iklab.refine import refine, rotation_log
 
 DEG = math.pi / 180.0
 # Jaco's `working` region (data_gen.regions), degrees: one IK branch, away from singularities.

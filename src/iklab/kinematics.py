@@ -281,6 +281,55 @@ def sincos(theta: np.ndarray, scratch: np.ndarray | None = None) -> tuple[np.nda
 # (qw, qx, qy, qz) with qw >= 0, roll-pitch-yaw (N, 3) radians.
 
 
+# --- Jacobian -------------------------------------------------------------------
+
+
+def jacobian(robot: Robot, q: np.ndarray) -> np.ndarray:
+    """Geometric Jacobian in the base frame. ``(N, 6)`` radians -> ``(N, 6, 6)``.
+
+    Rows are ``[v (3); omega (3)]``, columns joints; flipped joints (sign -1)
+    have their column negated, as in roboticstoolbox's ``jacob0``.
+    """
+    return fk_and_jacobian(robot, _as_joint_batch(q, robot.n_joints))[2]
+
+
+def fk_and_jacobian(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FK and geometric Jacobian in one pass over the links (for iterative IK; `fk` is faster for FK alone).
+
+    ``(N, 6)`` -> rotation ``(N, 3, 3)``, position ``(N, 3)``, Jacobian ``(N, 6, 6)``.
+    Frames are carried as columns x, y, z, p laid out ``(3, N)``, so each step
+    is a few contiguous elementwise operations; for one standard-DH link, with
+    u, v the x/y columns rotated by theta about z:
+        p' = p + d*z + a*u,  x' = u,  y' = v*cos(alpha) + z*sin(alpha),
+        z' = z*cos(alpha) - v*sin(alpha)
+    Joint i turns about z of frame i-1 (the base frame for joint 0).
+    """
+    n, joints = q.shape
+    theta = (q * robot.sign + robot.offset).T
+    sin_t, cos_t = sincos(np.ascontiguousarray(theta))  # numpy's float64 sin/cos are slow here
+    x, y, z, p = (np.repeat(robot.base[:3, k : k + 1], n, axis=1) for k in range(4))
+    # jac_t[row, joint] is (N,): angular rows are the joint axes, linear rows
+    # are axis x (p_end - p_joint); written with the flip sign at the end
+    jac_t = np.empty((6, joints, n))
+    for i in range(joints):
+        jac_t[3:, i] = z
+        jac_t[:3, i] = p  # origin for now; turned into the lever arm below
+        u, v = x * cos_t[i] + y * sin_t[i], y * cos_t[i] - x * sin_t[i]
+        p = p + robot.d[i] * z + robot.a[i] * u
+        ca, sa = math.cos(robot.alpha[i]), math.sin(robot.alpha[i])
+        x, y, z = u, v * ca + z * sa, z * ca - v * sa
+    tool_r, tool_p = robot.tool[:3, :3], robot.tool[:3, 3]
+    p = p + x * tool_p[0] + y * tool_p[1] + z * tool_p[2]
+    rotation = np.stack([x, y, z], axis=1).transpose(2, 0, 1) @ tool_r  # (N, 3, 3), columns x, y, z
+    lever = p[:, None, :] - jac_t[:3]
+    axis = jac_t[3:]
+    jac_t[0] = axis[1] * lever[2] - axis[2] * lever[1]
+    jac_t[1] = axis[2] * lever[0] - axis[0] * lever[2]
+    jac_t[2] = axis[0] * lever[1] - axis[1] * lever[0]
+    jac_t *= robot.sign[:, None]
+    return rotation, np.ascontiguousarray(p.T), np.ascontiguousarray(jac_t.transpose(2, 0, 1))
+
+
 def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
     """``(N, 3, 3)`` -> unit quaternions ``(N, 4)`` (qw, qx, qy, qz), ``qw >= 0``.
 

@@ -1,4 +1,4 @@
-"""Exact IK from approximate joints: batched geometric Jacobian and damped least squares.
+"""Exact IK from approximate joints: batched damped least squares on the geometric Jacobian.
 
 A network's answer is a few degrees from a solution; a handful of
 Levenberg-Marquardt steps, vectorized over rows, close the gap to
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iklab.kinematics import Robot, fk_rotation_translation, rotation_angle_between, sincos
+from iklab.kinematics import Robot, fk_and_jacobian, fk_rotation_translation, rotation_angle_between
 
 # Per-row damping lambda is kept in this range. The floor keeps J J^T + lambda^2 I
 # safely invertible at exact singularities (lambda^2 = 1e-12 against entries of
@@ -37,16 +37,6 @@ class RefineResult:
     rotation_error_rad: np.ndarray  # (N,) geodesic angle between R(q) and R_target
     success: np.ndarray  # (N,) bool: both errors within tolerance
     iterations: np.ndarray  # (N,) LM iterations each row used (0: started within tolerance)
-
-
-def jacobian(robot: Robot, q: np.ndarray) -> np.ndarray:
-    """Geometric Jacobian in the base frame. ``(N, 6)`` radians -> ``(N, 6, 6)``.
-
-    Rows are ``[v (3); omega (3)]``, columns joints; flipped joints (sign -1)
-    have their column negated, as in roboticstoolbox's ``jacob0``.
-    """
-    q = _joint_batch(q, "q")
-    return _pose_and_jacobian(robot, q)[2]
 
 
 def rotation_log(rotation: np.ndarray) -> np.ndarray:
@@ -99,7 +89,7 @@ def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
     low, high = _limit_bounds(lower, upper, q.shape[1])
     q = _project_into_limits(q, low, high)
     n = q.shape[0]
-    rotation, position, jac = _pose_and_jacobian(robot, q)
+    rotation, position, jac = fk_and_jacobian(robot, q)
     error = _pose_error(rotation, position, target_r, target_p)
     cost = np.einsum("ni,ni->n", error, error)
     done = _within_tolerance(rotation, position, target_r, target_p, tolerance_m, tolerance_rad)
@@ -112,7 +102,7 @@ def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
         iterations[rows] += 1
         step = _damped_step(jac[rows], error[rows], np.sqrt(mu[rows]))
         trial_q = np.clip(q[rows] + step, low, high)
-        trial_r, trial_p, trial_jac = _pose_and_jacobian(robot, trial_q)
+        trial_r, trial_p, trial_jac = fk_and_jacobian(robot, trial_q)
         trial_error = _pose_error(trial_r, trial_p, target_r[rows], target_p[rows])
         trial_cost = np.einsum("ni,ni->n", trial_error, trial_error)
         better = trial_cost < cost[rows]  # False for NaN: a blown-up step is just rejected
@@ -172,43 +162,6 @@ def _within_tolerance(rotation, position, target_r, target_p, tolerance_m, toler
     position_error = np.linalg.norm(position - target_p, axis=1)
     rotation_error = rotation_angle_between(rotation, target_r)
     return (position_error <= tolerance_m) & (rotation_error <= tolerance_rad)
-
-
-def _pose_and_jacobian(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FK and Jacobian in one pass over the links.
-
-    ``(N, 6)`` -> rotation ``(N, 3, 3)``, position ``(N, 3)``, Jacobian ``(N, 6, 6)``.
-    Frames are carried as columns x, y, z, p laid out ``(3, N)``, so each step
-    is a few contiguous elementwise operations; for one standard-DH link, with
-    u, v the x/y columns rotated by theta about z:
-        p' = p + d*z + a*u,  x' = u,  y' = v*cos(alpha) + z*sin(alpha),
-        z' = z*cos(alpha) - v*sin(alpha)
-    Joint i turns about z of frame i-1 (the base frame for joint 0).
-    """
-    n, joints = q.shape
-    theta = (q * robot.sign + robot.offset).T
-    sin_t, cos_t = sincos(np.ascontiguousarray(theta))  # numpy's float64 sin/cos are slow here
-    x, y, z, p = (np.repeat(robot.base[:3, k : k + 1], n, axis=1) for k in range(4))
-    # jac_t[row, joint] is (N,): angular rows are the joint axes, linear rows
-    # are axis x (p_end - p_joint); written with the flip sign at the end
-    jac_t = np.empty((6, joints, n))
-    for i in range(joints):
-        jac_t[3:, i] = z
-        jac_t[:3, i] = p  # origin for now; turned into the lever arm below
-        u, v = x * cos_t[i] + y * sin_t[i], y * cos_t[i] - x * sin_t[i]
-        p = p + robot.d[i] * z + robot.a[i] * u
-        ca, sa = math.cos(robot.alpha[i]), math.sin(robot.alpha[i])
-        x, y, z = u, v * ca + z * sa, z * ca - v * sa
-    tool_r, tool_p = robot.tool[:3, :3], robot.tool[:3, 3]
-    p = p + x * tool_p[0] + y * tool_p[1] + z * tool_p[2]
-    rotation = np.stack([x, y, z], axis=1).transpose(2, 0, 1) @ tool_r  # (N, 3, 3), columns x, y, z
-    lever = p[:, None, :] - jac_t[:3]
-    axis = jac_t[3:]
-    jac_t[0] = axis[1] * lever[2] - axis[2] * lever[1]
-    jac_t[1] = axis[2] * lever[0] - axis[0] * lever[2]
-    jac_t[2] = axis[0] * lever[1] - axis[1] * lever[0]
-    jac_t *= robot.sign[:, None]
-    return rotation, np.ascontiguousarray(p.T), np.ascontiguousarray(jac_t.transpose(2, 0, 1))
 
 
 # --- input checks -------------------------------------------------------------
