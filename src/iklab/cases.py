@@ -19,6 +19,7 @@ case holding the comparison (table and figure), and under it one run each for
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import sys
@@ -197,9 +198,10 @@ def train_toy(config: ToyExperiment, *, parent_run_id: str | None = None, run_na
 def _call(function, section: str, *args, **kwargs):
     """A problem's function with the config's keywords; an unknown keyword is the user's mistake."""
     try:
-        return function(*args, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{section}: {exc}") from None
+        inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as exc:  # only the binding: a TypeError inside the function is a bug, not config
+        raise ConfigError(f"{section}: {exc} (keywords of {function.__name__})") from None
+    return function(*args, **kwargs)
 
 
 def run_variant(case: Case, variant: str, *, parent_run_id: str, quick: bool = False) -> TrainResult:
