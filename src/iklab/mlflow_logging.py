@@ -56,16 +56,27 @@ def training_run(name: str, experiment: str, *, parent_run_id=None, tags=None):
 
 @contextlib.contextmanager
 def ending_run(run):
-    """End the active ``run`` when the body ends: FAILED or KILLED, with the reason, if it raised."""
+    """End ``run`` when the body ends: FAILED or KILLED, with the reason, if it raised.
+
+    Only ``run`` itself: if the body already ended it (log_failure), the active run is now its
+    parent, which a bare ``mlflow.end_run()`` would end by mistake.
+    """
     try:
         yield run
     except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        mlflow.set_tags({"state": "failed",
-                         "failure_reason": "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:5000]})
-        mlflow.end_run("KILLED" if interrupted else "FAILED")
+        if _is_active(run):
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            mlflow.set_tags({"state": "failed", "failure_reason": "interrupted" if interrupted
+                             else f"{type(exc).__name__}: {exc}"[:5000]})
+            mlflow.end_run("KILLED" if interrupted else "FAILED")
         raise
-    mlflow.end_run()  # no-op if the run was already ended (log_failure)
+    if _is_active(run):
+        mlflow.end_run()
+
+
+def _is_active(run) -> bool:
+    active = mlflow.active_run()
+    return active is not None and active.info.run_id == run.info.run_id
 
 
 def log_setup(config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, n_parameters: int) -> None:
