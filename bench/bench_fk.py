@@ -5,21 +5,12 @@ Run: .venv/bin/python bench/bench_fk.py [--rows 10000] [--robot jaco]
 """
 
 import argparse
-import time
 
 import numpy as np
 import roboticstoolbox as rtb
 
 from iklab.kinematics import _RTB_DH_MODELS, fk, load_robot
-
-
-def best_of(repeats: int, func, *args) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        func(*args)
-        times.append(time.perf_counter() - started)
-    return min(times)
+from timing import best_seconds
 
 
 def main() -> None:
@@ -31,8 +22,8 @@ def main() -> None:
     reference = getattr(rtb.models.DH, _RTB_DH_MODELS[robot.name])()
     q = np.random.default_rng(0).uniform(robot.qlim[0], robot.qlim[1], size=(args.rows, 6))
 
-    rtb_seconds = best_of(2, reference.fkine, q)
-    ours_seconds = best_of(20, fk, robot, q)
+    rtb_seconds, _ = best_seconds(lambda: reference.fkine(q), 2)
+    ours_seconds, _ = best_seconds(lambda: fk(robot, q), 20)
     difference = np.max(np.abs(fk(robot, q) - np.array(reference.fkine(q).A)))
 
     per_pose = lambda seconds: 1e6 * seconds / args.rows  # noqa: E731

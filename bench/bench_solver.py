@@ -22,7 +22,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,25 +29,15 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(__file__).resolve
 
 import numpy as np  # noqa: E402
 
-from bench_refine import SAME_BRANCH_RAD, TOLERANCE_M, TOLERANCE_RAD, verified  # noqa: E402
+from bench_refine import RTB_TOLERANCE, SAME_BRANCH_RAD, TOLERANCE_M, TOLERANCE_RAD, run_ik_lm, verified  # noqa: E402
 from data_gen.generate import sample_joints  # noqa: E402
-from iklab.kinematics import fk, to_rtb, wrap_angle  # noqa: E402
-from iklab.kinematics import jacobian  # noqa: E402
+from timing import best_seconds  # noqa: E402
+from iklab.kinematics import fk, jacobian, wrap_angle  # noqa: E402
 
 TARGET_SUCCESS = 0.999
 TARGET_SPEEDUP = 20.0
 TARGET_SAME_BRANCH = 0.99
-REPEATS = 3
-
-
-def best_seconds(call, repeats: int = REPEATS):
-    """(smallest wall time of ``repeats`` calls, last result)."""
-    seconds, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = call()
-        seconds.append(time.perf_counter() - started)
-    return min(seconds), result
+REPEATS = 3  # best of, for IKSolver
 
 
 def table_row(label: str, rate: float, stats: dict) -> None:
@@ -70,16 +59,6 @@ def load_solver(uri: str):
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.exit(f"bench_solver: cannot load model {uri!r} ({first_line}); run `make search` to train "
                  "and register a champion, or pass --model URI")
-
-
-def run_rtb(robot, targets, starts, tolerance):
-    ets, n = to_rtb(robot).ets(), len(targets)
-    q, flag, searches = np.empty((n, 6)), np.empty(n, bool), np.empty(n, int)
-    started = time.perf_counter()
-    for row in range(n):
-        solution = ets.ik_LM(targets[row], q0=starts[row], tol=tolerance, joint_limits=True)
-        q[row], flag[row], searches[row] = solution.q, solution.success, solution.searches
-    return n / (time.perf_counter() - started), q, flag, searches
 
 
 def failure_details(robot, region, q_true, q_net, net_stats, refined, refined_stats, limit: int = 8) -> None:
@@ -122,7 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rtb-start", choices=("random", "mid"), default="random")
     parser.add_argument("--rtb-poses", type=int, default=None, help="first N poses only (default: all)")
-    parser.add_argument("--tolerance", type=float, default=1e-12,
+    parser.add_argument("--tolerance", type=float, default=RTB_TOLERANCE,
                         help="ik_LM's tol on 0.5 |e|^2 (default 1e-12: |e| < 1.4e-6, inside 0.01 mm)")
     parser.add_argument("--max-iterations", type=int, default=50, help="IKSolver's refinement iterations")
     args = parser.parse_args()
@@ -139,18 +118,21 @@ def main() -> None:
     solver.solve(warm, refine=True, max_iterations=args.max_iterations)
     solver.solve(warm, refine=False)
 
-    predict_s, q_net = best_seconds(lambda: solver.predict(targets))
-    raw_s, raw = best_seconds(lambda: solver.solve(targets, refine=False))
+    predict_s, q_net = best_seconds(lambda: solver.predict(targets), REPEATS)
+    raw_s, raw = best_seconds(lambda: solver.solve(targets, refine=False), REPEATS)
     refined_s, refined = best_seconds(lambda: solver.solve(
         targets, refine=True, max_iterations=args.max_iterations, tolerance_m=TOLERANCE_M,
-        tolerance_rad=TOLERANCE_RAD))
+        tolerance_rad=TOLERANCE_RAD), REPEATS)
     net_stats = verified(robot, q_net, targets, q_true)
-    raw_stats = verified(robot, raw.q, targets, q_true)
+    assert np.array_equal(raw.q, q_net)  # solve(refine=False) returns the network's joints
+    raw_stats = net_stats
     refined_stats = verified(robot, refined.q, targets, q_true)
     refined_rate = args.poses / refined_s
 
     n_rtb = min(args.rtb_poses or args.poses, args.poses)
-    rng = np.random.default_rng(args.seed)
+    # its own stream: default_rng(seed) would repeat the draws sample_joints(region, seed) made for
+    # q_true, making every start an affine function of the true joints
+    rng = np.random.default_rng((args.seed, 1))
     lower, upper = robot.qlim
     if args.rtb_start == "random":
         rtb_starts = rng.uniform(lower, upper, size=(n_rtb, 6))
@@ -158,7 +140,8 @@ def main() -> None:
     else:
         rtb_starts = np.tile((lower + upper) / 2.0, (n_rtb, 1))
         start_text = "mid-range of the joint limits (ik_LM does its own random restarts on failure)"
-    rtb_rate, rtb_q, rtb_flag, rtb_searches = run_rtb(robot, targets[:n_rtb], rtb_starts, args.tolerance)
+    rtb_rate, rtb_q, rtb_flag, rtb_searches = run_ik_lm(robot, targets[:n_rtb], rtb_starts, args.tolerance,
+                                                              joint_limits=True)
     rtb_stats = verified(robot, rtb_q, targets[:n_rtb], q_true[:n_rtb])
 
     print(f"model {args.model}: robot {robot.name}, region {region.name!r}; {args.poses} poses from "

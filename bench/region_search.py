@@ -86,8 +86,8 @@ import time
 import numpy as np
 
 from data_gen.ambiguity import measure_ambiguity
-from data_gen.regions import Region, custom_region, region_preset
-from iklab.kinematics import Robot, fk, fk_rotation_translation, load_robot, to_rtb
+from data_gen.regions import Region, region_preset
+from iklab.kinematics import Robot, fk, fk_rotation_translation, jacobian, load_robot, to_rtb
 
 DEG = math.pi / 180.0
 FRONT = np.array([1.0, 0.0, 0.0])  # +x, see the module docstring
@@ -103,7 +103,15 @@ Q5_SIDES = {"q5>0": (0.0, 180.0), "q5<0": (-180.0, 0.0)}
 # symmetry) so that the kinova-ros top-down grasp configuration lies inside.
 FAMILY = ((-90, 90), (90, 180), (-180, 0), (-180, 180), (-180, 0), (-180, 180))
 
-CHOSEN = ((-90, 90), (90, 180), (-165, -30), (-175, 175), (-165, -15), (-175, 175))
+
+
+def _preset_degrees(name: str) -> tuple:
+    region = region_preset(load_robot("jaco"), name)
+    return tuple(zip(np.degrees(region.lower).round(6).tolist(), np.degrees(region.upper).round(6).tolist()))
+
+
+# The box this search chose, as shipped in data_gen.regions (Jaco's `working` preset).
+CHOSEN = _preset_degrees("working")
 
 # Configurations named in the docstring (degrees).
 KINOVA_HOME = (275.35, 167.43, 57.25, 240.86, 82.95, 75.60)
@@ -117,28 +125,6 @@ def box(bounds) -> tuple[np.ndarray, np.ndarray]:
 
 def fmt_bounds(lower_deg, upper_deg) -> str:
     return " ".join(f"[{lo:.0f},{hi:.0f}]" for lo, hi in zip(lower_deg, upper_deg))
-
-
-# --- Jacobian -----------------------------------------------------------------
-
-def jacobian(robot: Robot, q: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """Geometric base-frame Jacobian ``(N, 6, 6)`` by central differences of batched FK.
-
-    Rows 0-2 linear velocity, 3-5 angular velocity (vee of dR R^T); agrees
-    with roboticstoolbox's ``jacob0`` to ~1e-10.
-    """
-    jac = np.empty((q.shape[0], 6, 6))
-    for j in range(robot.n_joints):
-        plus, minus = q.copy(), q.copy()
-        plus[:, j] += h
-        minus[:, j] -= h
-        r_p, p_p = fk_rotation_translation(robot, plus)
-        r_m, p_m = fk_rotation_translation(robot, minus)
-        jac[:, :3, j] = (p_p - p_m) / (2 * h)
-        a = np.einsum("nij,nkj->nik", r_p, r_m)  # R(q+h) R(q-h)^T ~ I + 2h [w]x
-        jac[:, 3:, j] = np.stack([a[:, 2, 1] - a[:, 1, 2], a[:, 0, 2] - a[:, 2, 0],
-                                  a[:, 1, 0] - a[:, 0, 1]], axis=1) / (4 * h)
-    return jac
 
 
 def det_minority(robot: Robot, lower_deg, upper_deg, n: int = 20_000, seed: int = 0) -> float:
@@ -332,7 +318,7 @@ def main(argv=None) -> int:
         amb = measure(robot, name, lo, hi, args.poses, args.starts, 0)
         print_row(name, lo, hi, amb, workspace(robot, lo, hi), det_minority(robot, lo, hi))
 
-    chosen_region = custom_region(robot, box(CHOSEN)[0] * DEG, box(CHOSEN)[1] * DEG, name="chosen")
+    chosen_region = region_preset(robot, "working")
     for label, q in (("Kinova factory home", KINOVA_HOME), ("kinova-ros top-down grasp", ROS_TOP_GRASP)):
         sol = reachable(robot, chosen_region, q)
         print(f"  {label} pose inside the chosen box: "
@@ -351,10 +337,6 @@ def main(argv=None) -> int:
             print(f"  measure_ambiguity(n_poses={poses}, n_starts={starts}, seed={seed}): "
                   f"ambiguous {amb['ambiguous_fraction']:.2%}  distinct {amb['mean_distinct_solutions']:.4f}"
                   f"  solve rate {amb['solve_success_rate']:.1%}  ({amb['seconds']:.0f} s)", flush=True)
-        ref = region_preset(robot, "working")
-        amb = measure_ambiguity(robot, ref, n_poses=500, n_starts=64, seed=1)
-        print(f"  current 'working' preset for reference (500 x 64, seed 1): ambiguous "
-              f"{amb.ambiguous_fraction:.2%}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -112,14 +112,19 @@ def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
         q[accepted], jac[accepted] = trial_q[better], trial_jac[better]
         error[accepted], cost[accepted] = trial_error[better], trial_cost[better]
         done[accepted] = _within_tolerance(trial_error[better], tolerance_m, tolerance_rad)
-    return _verified_result(robot, q, target_r, target_p, iterations, tolerance_m, tolerance_rad)
+    return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations)
 
 
-def _verified_result(robot, q, target_r, target_p, iterations, tolerance_m, tolerance_rad):
+def verify(robot: Robot, q: np.ndarray, target_r: np.ndarray, target_p: np.ndarray, tolerance_m: float,
+           tolerance_rad: float, iterations: np.ndarray | None = None) -> RefineResult:
+    """Judge joints ``q`` ``(N, 6)`` against target rotations ``(N, 3, 3)`` and positions ``(N, 3)``
+    by FK (independent of the Jacobian pass); ``iterations`` default to 0 (not refined)."""
     rotation, position = fk_rotation_translation(robot, q)
     position_error = np.linalg.norm(position - target_p, axis=1)
     rotation_error = rotation_angle_between(rotation, target_r)
     success = (position_error <= tolerance_m) & (rotation_error <= tolerance_rad)
+    if iterations is None:
+        iterations = np.zeros(len(q), dtype=np.int64)
     return RefineResult(q=q, position_error_m=position_error, rotation_error_rad=rotation_error,
                         success=success, iterations=iterations)
 

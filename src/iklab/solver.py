@@ -21,11 +21,10 @@ import numpy as np
 from data_gen.regions import Region
 
 from .data import Split, encode_inputs
-from .kinematics import Robot, RobotError, fk_rotation_translation, matrix_to_quaternion, rotation_angle_between
+from .kinematics import Robot, RobotError, matrix_to_quaternion
 from .models import MODEL_METADATA_KEY, predict_joints
 from .refine import refine as refine_joints
-from .refine import validate_poses
-
+from .refine import validate_poses, verify
 
 
 @dataclass(frozen=True)
@@ -86,15 +85,10 @@ class IKSolver:
             out = refine_joints(self.robot, q, poses, lower=self.robot.qlim[0], upper=self.robot.qlim[1],
                                 max_iterations=max_iterations, tolerance_m=tolerance_m,
                                 tolerance_rad=tolerance_rad)
-            q, position_error, rotation_error, success, iterations = (
-                out.q, out.position_error_m, out.rotation_error_rad, out.success, out.iterations)
         else:
-            rotation, position = fk_rotation_translation(self.robot, q)
-            position_error = np.linalg.norm(position - poses[:, :3, 3], axis=1)
-            rotation_error = rotation_angle_between(rotation, poses[:, :3, :3])
-            success = (position_error <= tolerance_m) & (rotation_error <= tolerance_rad)
-            iterations = np.zeros(len(q), dtype=np.int64)
-        return IKResult(q, position_error, rotation_error, success, self.region.contains(q), iterations)
+            out = verify(self.robot, q, poses[:, :3, :3], poses[:, :3, 3], tolerance_m, tolerance_rad)
+        return IKResult(out.q, out.position_error_m, out.rotation_error_rad, out.success,
+                        self.region.contains(out.q), out.iterations)
 
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
