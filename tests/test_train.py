@@ -55,6 +55,7 @@ def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(mlflow_store, ja
 def test_nan_loss_fails_the_run_and_keeps_what_was_logged(mlflow_store):
     config = experiment_from_dict({**TINY, "optimizer": {"name": "sgd", "learning_rate": 1e12},
                                    "training": {"epochs": 3, "batch_size": 128}})
+    mlflow.set_experiment("diverged-child")
     with mlflow.start_run(run_name="parent") as parent:  # as under a study or a diagnosis case
         result = train(config, parent_run_id=parent.info.run_id)
         # the failed child ended itself, not its parent: the parent is still the active run
