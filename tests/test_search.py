@@ -173,25 +173,23 @@ def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_
 
 
 def test_champion_moves_only_when_better(mlflow_store, tmp_path):
-    from iklab.data import ensure_dataset, load_dataset
     from iklab.train import train
 
     mlflow.set_experiment("promotion")
     experiment = experiment_from_dict(BASE)
     first = train(experiment, log_model=True)
-    dataset = load_dataset(ensure_dataset(experiment.data))
-    decision = register_and_compare("ik-test", first, experiment, dataset)
+    decision = register_and_compare("ik-test", first, experiment)
     assert decision["promoted"] and decision["previous_version"] is None
     worse = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
                                     first.metrics["test/position_error_mm_median"] + 10})
-    decision = register_and_compare("ik-test", worse, experiment, dataset)
+    decision = register_and_compare("ik-test", worse, experiment)
     assert not decision["promoted"] and decision["previous_version"] == 1
     assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "1"
     better = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
                                      first.metrics["test/position_error_mm_median"] - 1})
     # the champion's recorded data differ: it is re-evaluated on the same test rows, not trusted
     mlflow_store.set_model_version_tag("ik-test", "1", "dataset_digest", "something-else")
-    decision = register_and_compare("ik-test", better, experiment, dataset)
+    decision = register_and_compare("ik-test", better, experiment)
     assert decision["promoted"] and decision["new_version"] == 3
     assert decision["previous_test_median_mm"] == pytest.approx(first.metrics["test/position_error_mm_median"],
                                                                 rel=1e-3)

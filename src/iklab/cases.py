@@ -35,12 +35,11 @@ from matplotlib.figure import Figure
 
 from . import mlflow_logging as logging_
 from .config import (ConfigError, DiagnosticsConfig, OptimizerConfig, apply_overrides, build_dataclass,
-                     experiment_from_dict, flatten, read_yaml, to_yaml)
-from .diagnostics import DiagnosticsCallback, dead_unit_heatmap, diagnosis_markdown, evaluate_flags
+                     experiment_from_dict, read_yaml)
+from .diagnostics import DiagnosticsCallback, diagnosis_markdown, evaluate_flags
 from .models import build_optimizer, count_parameters
-from .plots import learning_curves
 from .toy_problems import PROBLEMS
-from .train import TrainResult, train
+from .train import TrainResult, mark_diverged, train
 
 EXPERIMENT = "diagnosis-cases"
 CASES_DIR = Path(__file__).resolve().parents[2] / "experiments" / "cases"
@@ -165,10 +164,8 @@ def train_toy(config: ToyExperiment, *, parent_run_id: str | None = None, run_na
                                       grad_batch=(arrays.x_train[:batch], arrays.y_train[:batch]))
     with logging_.training_run(run_name or config.name, EXPERIMENT, parent_run_id=parent_run_id,
                                tags=tags) as run:
-        params = flatten(config)
-        mlflow.log_params({**{k: ("" if v is None else v) for k, v in params.items()},
-                           "model.n_parameters": count_parameters(model), "data.train_rows_used": len(arrays.x_train)})
-        mlflow.set_tags({"git_commit": logging_.git_commit(), "problem": config.problem})
+        logging_.log_config(config, count_parameters(model), len(arrays.x_train))
+        mlflow.set_tag("problem", config.problem)
         epoch_logger = logging_.EpochLogger(run.info.run_id, epochs)
         started = time.perf_counter()
         model.fit(arrays.x_train, arrays.y_train, validation_data=(arrays.x_val, arrays.y_val), epochs=epochs,
@@ -178,20 +175,12 @@ def train_toy(config: ToyExperiment, *, parent_run_id: str | None = None, run_na
                              train_seconds=time.perf_counter() - started)
         flags = evaluate_flags(diagnostics.history, warmup_epochs=config.diagnostics.warmup_epochs)
         result.flags = [f.name for f in flags]
-        if not all(math.isfinite(h.get("loss", math.nan)) for h in result.history):
-            result.status, result.reason = "failed", "loss became NaN or infinite; training stopped"
+        if mark_diverged(result):
             logging_.log_failure(result, flags, diagnostics.history)
             return result
         result.metrics = {**problem.evaluate(model, arrays), "train_seconds": result.train_seconds}
-        mlflow.log_metrics(result.metrics)
-        mlflow.set_tag("state", "complete")
-        logging_.log_flags(flags)
-        mlflow.log_text(to_yaml(config), "config.yaml")
-        mlflow.log_text(diagnosis_markdown(flags, diagnostics.history, title=f"Diagnosis: {config.name}"),
-                        "diagnosis.md")
-        mlflow.log_figure(learning_curves(result.history, title=config.name), "plots/learning_curves.png")
-        if any(k.startswith("dead_fraction/") for k in (diagnostics.history or [{}])[-1]):
-            mlflow.log_figure(dead_unit_heatmap(diagnostics.history, title=config.name), "plots/dead_units.png")
+        logging_.log_results(config, result, flags, diagnostics.history,
+                             diagnosis_markdown(flags, diagnostics.history, title=f"Diagnosis: {config.name}"))
     return result
 
 
@@ -218,14 +207,7 @@ def run_variant(case: Case, variant: str, *, parent_run_id: str, quick: bool = F
 
 def run_case(case: Case, *, parent_run_id: str | None = None, quick: bool = False) -> CaseResult:
     """Broken and fixed under one case run, then the comparison table and figure on that run."""
-    if parent_run_id:
-        experiment_id = mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id
-        run = mlflow.start_run(experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=case.title,
-                               nested=mlflow.active_run() is not None)
-    else:
-        mlflow.set_experiment(EXPERIMENT)
-        run = mlflow.start_run(run_name=case.title)
-    with logging_.ending_run(run):
+    with logging_.training_run(case.title, EXPERIMENT, parent_run_id=parent_run_id) as run:
         mlflow.set_tags({"case": case.name, "role": "case", "question": case.question,
                          "expected_flags": ",".join(case.expected_flags)})
         mlflow.log_params({"case.file": case.source, "case.quick": quick, "case.problem": case.problem})
@@ -323,15 +305,8 @@ def summary_markdown(results: list[CaseResult]) -> str:
 
 def run_cases(cases: list[Case], *, quick: bool = False) -> list[CaseResult]:
     """All ``cases`` under one run (`mlflow run`'s own if there is one) with the summary table."""
-    project_run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # else the first child would resume it
-    if project_run_id:
-        run = mlflow.start_run(run_id=project_run_id)
-        mlflow.MlflowClient().update_run(project_run_id, name=EXPERIMENT)
-    else:
-        mlflow.set_experiment(EXPERIMENT)
-        run = mlflow.start_run(run_name=EXPERIMENT)
     results = []
-    with logging_.ending_run(run):
+    with logging_.training_run(EXPERIMENT, EXPERIMENT) as run:
         mlflow.set_tags({"role": "cases", "cases": ",".join(c.name for c in cases)})
         started = time.perf_counter()
         for case in cases:

@@ -6,17 +6,13 @@ study's artifacts (plots, trials.csv, summary.md).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 
 import mlflow
-import numpy as np
 from mlflow.exceptions import MlflowException
 
-from .data import encode_inputs, ensure_dataset, load_dataset
 from .evaluation import task_space_errors
-from .mlflow_logging import ending_run
-from .models import predict_joints
+from .mlflow_logging import results_table, training_run
 from .train import train
 
 ALIAS = "champion"
@@ -27,21 +23,13 @@ def parent_run(config):
     """The study's parent run: `mlflow run`'s own run if there is one, else a new one."""
     from .search import base_experiment
 
-    robot = base_experiment(config).data.robot
-    # Taken out of the environment: a later start_run (a trial's) would resume it instead.
-    project_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
-    if project_run_id:
-        run = mlflow.start_run(run_id=project_run_id)
-        mlflow.MlflowClient().update_run(project_run_id, name=config.study.name)  # not "youthful-stag-347"
-    else:
-        mlflow.set_experiment(f"ik-{robot}-search")
-        run = mlflow.start_run(run_name=config.study.name)
-    with ending_run(run):
-        mlflow.set_tags({"study": config.study.name, "role": "study", "robot": robot})
+    base = base_experiment(config)
+    with training_run(config.study.name, f"ik-{base.data.robot}-search") as run:
+        mlflow.set_tags({"study": config.study.name, "role": "study", "robot": base.data.robot})
         mlflow.log_params({"study.name": config.study.name, "study.storage": _redact(config.study.storage),
                            "study.search_file": config.source, "study.n_trials": config.study.n_trials,
                            "study.timeout_minutes": config.study.timeout_minutes, "study.base": config.base,
-                           "study.dataset_rows": base_experiment(config).data.rows})
+                           "study.dataset_rows": base.data.rows})
         yield run
 
 
@@ -61,8 +49,7 @@ def finalize(config, study, parent_run_id: str) -> dict:
                    log_model=True)
     if result.status != "finished":
         return {"promoted": False, "summary_line": f"retraining the best trial failed: {result.reason}"}
-    dataset = load_dataset(ensure_dataset(experiment.data))
-    decision = register_and_compare(f"ik-{experiment.data.robot}", result, experiment, dataset)
+    decision = register_and_compare(f"ik-{experiment.data.robot}", result, experiment)
     decision.update({"run_id": result.run_id, "metrics": result.metrics, "source_trial": best.number})
     client = mlflow.MlflowClient()
     client.log_batch(parent_run_id, metrics=[
@@ -73,8 +60,10 @@ def finalize(config, study, parent_run_id: str) -> dict:
     return decision
 
 
-def register_and_compare(name: str, result, experiment, dataset) -> dict:
-    """Register ``result``'s model; move the alias only if its test median beats the champion's."""
+def register_and_compare(name: str, result, experiment) -> dict:
+    """Register ``result``'s model; move the alias only if its test median beats the champion's
+    (on ``result.dataset``, the data it was trained and tested on)."""
+    dataset = result.dataset
     client = mlflow.MlflowClient()
     version = mlflow.register_model(result.model_uri, name).version
     test_rows = len(dataset.test.head(experiment.evaluation.test_rows))
@@ -116,11 +105,9 @@ def evaluate_registered(model_uri: str, dataset, test_rows: int) -> float:
     """Median test position error (mm) of a logged model on ``dataset``'s first test rows."""
     from .solver import IKSolver
 
-    solver = IKSolver.load(model_uri)
     test = dataset.test.head(test_rows)
-    q_pred = predict_joints(solver.model, encode_inputs(test, solver.input_encoding), solver.output_encoding)
-    report = task_space_errors(dataset.robot, q_pred, test.q)
-    return float(np.median(report.position_error_mm))
+    report = task_space_errors(dataset.robot, IKSolver.load(model_uri).predict(test.poses()), test.q)
+    return report.summary()["position_error_mm_median"]  # as the test/ metric it is compared with
 
 
 def log_study_artifacts(config, study, result) -> None:
@@ -157,13 +144,8 @@ def summary_markdown(config, study, result, edges: list[str]) -> str:
         lines += ["", f"Best value at the edge of its range (widen it): {', '.join(edges)}."]
     champion = result.champion
     if champion.get("metrics"):
-        m = champion["metrics"]
         lines += ["", "## Retrained on the full training split, test split (FK of predicted joints)", "",
-                  "| predictor | median mm | p95 mm | median deg |", "| --- | ---: | ---: | ---: |"]
-        for label, prefix in (("model", "test/"), ("k-NN baseline", "baseline/knn/"),
-                              ("predict-the-mean", "baseline/mean/")):
-            lines.append(f"| {label} | {m[prefix + 'position_error_mm_median']:.2f} | "
-                         f"{m[prefix + 'position_error_mm_p95']:.2f} | {m[prefix + 'rotation_error_deg_median']:.2f} |")
+                  *results_table(champion["metrics"])]
     if champion.get("summary_line"):
         lines += ["", f"**Registry:** {champion['summary_line']}"]
     return "\n".join(lines) + "\n"

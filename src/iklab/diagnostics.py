@@ -122,24 +122,23 @@ class DiagnosticsCallback(keras.callbacks.Callback):
     probe_x: model inputs (~4k rows). probe_targets: (N, k) targets where R^2 means something;
     ``decode`` maps raw model outputs there (identity if None). angular_targets: residuals are
     wrapped to [-pi, pi). loss_fn: the training loss (callable or Keras name) for the gradient
-    norms on grad_batch = (x, y), one training batch. Each measured epoch appends a dict to
-    ``history`` (with its 1-based ``epoch``) and writes the same metrics into ``logs`` for the
-    callbacks after this one. With every_epochs > 1, update ratios span that many epochs.
+    norms on grad_batch = (x, y), one training batch. Each epoch appends a dict to ``history``
+    (with its 1-based ``epoch``) and writes the same metrics into ``logs`` for the callbacks after
+    this one; ``last_prediction`` keeps the epoch's decoded probe prediction for them too.
     """
 
     def __init__(self, probe_x, probe_targets, *, loss_fn, grad_batch: tuple, decode=None,
-                 angular_targets: bool = False, every_epochs: int = 1):
+                 angular_targets: bool = False):
         super().__init__()
-        if every_epochs < 1:
-            raise ValueError(f"every_epochs must be >= 1, got {every_epochs}")
         if len(grad_batch) != 2:
             raise ValueError("grad_batch must be one training batch as a pair (x, y)")
         targets = np.asarray(probe_targets, dtype=np.float64)
         self.probe_x, self.probe_targets = probe_x, targets.reshape(len(targets), -1)
         self.loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
         self.grad_batch, self.decode = tuple(grad_batch), decode or (lambda raw: raw)
-        self.angular_targets, self.every_epochs = angular_targets, every_epochs
+        self.angular_targets = angular_targets
         self.history: list[dict[str, float]] = []
+        self.last_prediction: np.ndarray | None = None
 
     def on_train_begin(self, logs=None):
         self._activations = hidden_activation_layers(self.model)
@@ -178,8 +177,6 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         return gradient_norms
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_epochs:
-            return
         started = time.perf_counter()
         metrics = self._probe_metrics()
         norms = self._gradient_norms(*self._grad_inputs)
@@ -202,8 +199,8 @@ class DiagnosticsCallback(keras.callbacks.Callback):
                             f"activation_mean/{name}": mean, f"activation_std/{name}": std})
         raw = [r.numpy() for r in raw]
         pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
-        return {**metrics, **_fit_metrics(pred.reshape(self.probe_targets.shape), self.probe_targets,
-                                          self.angular_targets)}
+        self.last_prediction = pred.reshape(self.probe_targets.shape)
+        return {**metrics, **_fit_metrics(self.last_prediction, self.probe_targets, self.angular_targets)}
 
     def _update_ratios(self) -> dict[str, float]:
         current, ratios = self._snapshot(), {}

@@ -37,25 +37,28 @@ _NETWORK_REQUIREMENTS = ("tensorflow", "keras", "numpy", "mlflow")
 
 @contextlib.contextmanager
 def training_run(name: str, experiment: str, *, parent_run_id=None, tags=None):
-    """Start (or resume, under `mlflow run`) the run; FAILED or KILLED if the body raises.
+    """Start (or resume, under `mlflow run`) a run named ``name``; FAILED or KILLED if the body raises.
 
     A child of ``parent_run_id`` lands in its parent's experiment; else in ``experiment``.
+    The run `mlflow run` created is resumed once (and renamed: not "youthful-stag-347"); its id
+    leaves the environment, or every later start_run (a child's) would resume it instead.
     """
     if parent_run_id:
         experiment_id = MlflowClient().get_run(parent_run_id).info.experiment_id
         run = mlflow.start_run(experiment_id=experiment_id, parent_run_id=parent_run_id, run_name=name,
                                tags=tags, nested=mlflow.active_run() is not None)
-    elif os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` created the run for us; resume it once
+    elif os.environ.get("MLFLOW_RUN_ID"):
         run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags)
+        MlflowClient().update_run(run.info.run_id, name=name)
     else:
         mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=name, tags=tags)
-    with ending_run(run):
+    with _ending_run(run):
         yield run
 
 
 @contextlib.contextmanager
-def ending_run(run):
+def _ending_run(run):
     """End ``run`` when the body ends: FAILED or KILLED, with the reason, if it raised.
 
     Only ``run`` itself: if the body already ended it (log_failure), the active run is now its
@@ -79,13 +82,19 @@ def _is_active(run) -> bool:
     return active is not None and active.info.run_id == run.info.run_id
 
 
-def log_setup(config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, n_parameters: int) -> None:
+def log_config(config, n_parameters: int, train_rows: int) -> None:
+    """Params: the flattened resolved config (any config dataclass), model size, training rows used."""
     params = {key: ("" if value is None else value) for key, value in flatten(config).items()}
     params["model.n_parameters"] = n_parameters
-    params["data.train_rows_used"] = len(x_train)
+    params["data.train_rows_used"] = train_rows
     mlflow.log_params(params)
+    mlflow.set_tag("git_commit", git_commit())
+
+
+def log_setup(config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, n_parameters: int) -> None:
+    log_config(config, n_parameters, len(x_train))
     mlflow.set_tags({
-        "git_commit": git_commit(), "dataset": dataset.path.name, "dataset_digest": dataset.digest,
+        "dataset": dataset.path.name, "dataset_digest": dataset.digest,
         "robot": dataset.robot.name, "region": dataset.region.name, "family": config.model.family,
         "experiment_file": config.name,
     })
@@ -120,14 +129,22 @@ class EpochLogger(keras.callbacks.Callback):
               f"{values['epoch_seconds']:.1f} s", flush=True)
 
 
-def log_results(config, result, flags, diagnostics_history, reports) -> None:
+def log_results(config, result, flags, diagnostics_history, diagnosis: str) -> None:
+    """A finished run: metrics, flags, config, ``diagnosis`` (markdown) and the training plots."""
     mlflow.log_metrics(result.metrics)
     mlflow.set_tag("state", "complete")
     log_flags(flags)
     mlflow.log_text(to_yaml(config), "config.yaml")
-    mlflow.log_text(_diagnosis(config, flags, diagnostics_history, result.metrics), "diagnosis.md")
+    mlflow.log_text(diagnosis, "diagnosis.md")
     mlflow.log_figure(learning_curves(result.history, title=config.name), "plots/learning_curves.png")
-    mlflow.log_figure(dead_unit_heatmap(diagnostics_history, title=config.name), "plots/dead_units.png")
+    if any(key.startswith("dead_fraction/") for key in (diagnostics_history or [{}])[-1]):  # has hidden layers
+        mlflow.log_figure(dead_unit_heatmap(diagnostics_history, title=config.name), "plots/dead_units.png")
+
+
+def log_ik_results(config, result, flags, diagnostics_history, reports) -> None:
+    """log_results with the IK diagnosis (test errors against the baselines) and error histograms."""
+    log_results(config, result, flags, diagnostics_history,
+                _diagnosis(config, flags, diagnostics_history, result.metrics))
     mlflow.log_figure(error_histograms(reports, title=f"{config.name}: test split"),
                       "plots/error_histograms.png")
 
@@ -154,12 +171,17 @@ def log_flags(flags) -> None:
 
 def _diagnosis(config, flags, diagnostics_history, metrics) -> str:
     report = diagnosis_markdown(flags, diagnostics_history, title=f"Diagnosis: {config.name}")
+    return (report + "\n\n## Test-split errors (FK of predicted joints)\n\n"
+            + "\n".join(results_table(metrics)) + "\n")
+
+
+def results_table(metrics: dict) -> list[str]:
+    """Markdown rows: the model's test errors against the k-NN and predict-the-mean baselines."""
     rows = [("model", "test/"), ("k-NN baseline", "baseline/knn/"), ("predict-the-mean", "baseline/mean/")]
     table = ["| predictor | median mm | p95 mm | median deg |", "| --- | ---: | ---: | ---: |"]
-    table += [f"| {label} | {metrics[p + 'position_error_mm_median']:.2f} | "
-              f"{metrics[p + 'position_error_mm_p95']:.2f} | {metrics[p + 'rotation_error_deg_median']:.2f} |"
-              for label, p in rows]
-    return report + "\n\n## Test-split errors (FK of predicted joints)\n\n" + "\n".join(table) + "\n"
+    return table + [f"| {label} | {metrics[p + 'position_error_mm_median']:.2f} | "
+                     f"{metrics[p + 'position_error_mm_p95']:.2f} | {metrics[p + 'rotation_error_deg_median']:.2f} |"
+                     for label, p in rows]
 
 
 def model_metadata(config: ExperimentConfig, dataset: Dataset) -> dict:

@@ -21,6 +21,7 @@ from .data import (Dataset, decode_outputs, encode_inputs, encode_targets,
                    ensure_dataset, load_dataset)
 from .diagnostics import DiagnosticsCallback, evaluate_flags
 from .evaluation import evaluate_with_baselines, task_space_errors
+from .kinematics import fk
 from .models import build_loss, build_model, build_optimizer, count_parameters, predict_joints
 
 
@@ -34,11 +35,8 @@ class TrainResult:
     reason: str | None = None  # why it failed
     model: keras.Model | None = None
     model_uri: str | None = None
+    dataset: Dataset | None = None  # what it was trained and tested on (the champion compares on it)
     train_seconds: float = 0.0
-
-    @property
-    def best_val_loss(self) -> float:
-        return self.metrics.get("best_val_loss", math.inf)
 
 
 @dataclass(frozen=True)
@@ -92,18 +90,28 @@ def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.
 class TaskSpaceProbe(keras.callbacks.Callback):
     """Median position error (mm) of the diagnostics probe rows, written into `logs` each epoch.
 
-    Comparable across encodings and losses, unlike val_loss: the search prunes on it.
+    Comparable across encodings and losses, unlike val_loss: the search prunes on it. Reads the
+    prediction the diagnostics callback (before it in the list) made for the same rows.
     """
 
-    def __init__(self, robot, x_probe, q_probe, decode):
+    def __init__(self, robot, diagnostics: DiagnosticsCallback):
         super().__init__()
-        self.robot, self.x_probe, self.q_probe, self.decode = robot, x_probe, q_probe, decode
+        self.robot, self.diagnostics = robot, diagnostics
+        self.targets = fk(robot, diagnostics.probe_targets)  # the probe's poses: fixed, FK once
 
     def on_epoch_end(self, epoch, logs=None):
-        q_pred = self.decode(np.asarray(self.model(self.x_probe, training=False)))
-        report = task_space_errors(self.robot, q_pred, self.q_probe)
+        report = task_space_errors(self.robot, self.diagnostics.last_prediction, self.diagnostics.probe_targets,
+                                   target_poses=self.targets)
         if logs is not None:
-            logs["val_position_error_mm"] = float(np.median(report.position_error_mm))
+            logs["val_position_error_mm"] = report.summary()["position_error_mm_median"]
+
+
+def mark_diverged(result: TrainResult) -> bool:
+    """True, with status "failed" and the reason set, if the loss became NaN or infinite."""
+    if all(math.isfinite(h.get("loss", math.nan)) for h in result.history):
+        return False
+    result.status, result.reason = "failed", "loss became NaN or infinite; training stopped"
+    return True
 
 
 def fit_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
@@ -126,9 +134,7 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
     arrays = prepare_arrays(config, dataset)
     model = compile_model(config, arrays)
     diagnostics = diagnostics_callback(config, arrays, model)
-    probe = slice(0, config.diagnostics.probe_rows)
-    task_probe = TaskSpaceProbe(dataset.robot, arrays.x_val[probe], arrays.q_val[probe],
-                                lambda y: decode_outputs(y, config.data.output_encoding))
+    task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
     with logging_.training_run(run_name or config.mlflow.run_name or config.name,
                                config.mlflow.experiment or f"ik-{dataset.robot.name}-train",
                                parent_run_id=parent_run_id, tags=tags) as run:
@@ -141,9 +147,8 @@ def train(config: ExperimentConfig, *, parent_run_id: str | None = None, run_nam
                   epochs=config.training.epochs, batch_size=config.training.batch_size,
                   shuffle=True, callbacks=callbacks, verbose=config.training.verbose)
         result = TrainResult("finished", run.info.run_id, history=epoch_logger.history, model=model,
-                             train_seconds=time.perf_counter() - started)
-        if not all(math.isfinite(h.get("loss", math.nan)) for h in result.history):
-            result.status, result.reason = "failed", "loss became NaN or infinite; training stopped"
+                             train_seconds=time.perf_counter() - started, dataset=dataset)
+        if mark_diverged(result):
             flags = evaluate_flags(diagnostics.history, ambiguity=dataset.ambiguity,
                                    warmup_epochs=config.diagnostics.warmup_epochs)
             logging_.log_failure(result, flags, diagnostics.history)
@@ -179,7 +184,7 @@ def evaluate_and_log(config, dataset, arrays, model, diagnostics, result: TrainR
                            knn_error=metrics["baseline/knn/position_error_mm_median"],
                            warmup_epochs=config.diagnostics.warmup_epochs)
     result.metrics, result.flags = metrics, [f.name for f in flags]
-    logging_.log_results(config, result, flags, diagnostics.history, reports)
+    logging_.log_ik_results(config, result, flags, diagnostics.history, reports)
 
 
 def _parse_args(argv):
