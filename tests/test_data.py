@@ -18,14 +18,14 @@ def split(jaco):
 
 def test_input_encodings_round_trip_to_the_pose(split):
     rotation = quaternion_to_matrix(split.quat)
-    xyz_rpy = D.encode_inputs(split, "xyz_rpy").astype(np.float64)
+    xyz_rpy = D.encode_inputs(split.position, split.quat, "xyz_rpy").astype(np.float64)
     np.testing.assert_allclose(xyz_rpy[:, 3:], matrix_to_rpy(rotation), atol=1e-6)  # float32
-    xyz_quat = D.encode_inputs(split, "xyz_quat")
+    xyz_quat = D.encode_inputs(split.position, split.quat, "xyz_quat")
     np.testing.assert_allclose(quaternion_to_matrix(xyz_quat[:, 3:].astype(np.float64)), rotation, atol=1e-6)
-    rot6d = D.encode_inputs(split, "xyz_rot6d").astype(np.float64)
+    rot6d = D.encode_inputs(split.position, split.quat, "xyz_rot6d").astype(np.float64)
     np.testing.assert_allclose(rot6d_to_matrix(rot6d[:, 3:]), rotation, atol=1e-6)
     for kind, columns in D.INPUT_ENCODINGS.items():
-        features = D.encode_inputs(split, kind)
+        features = D.encode_inputs(split.position, split.quat, kind)
         assert features.shape == (500, len(columns)) and features.dtype == np.float32
         np.testing.assert_allclose(features[:, :3], split.position, atol=1e-6)
     np.testing.assert_allclose(split.poses(), fk_poses(split), atol=1e-12)
@@ -48,7 +48,7 @@ def test_output_encodings_round_trip(split, kind):
 
 def test_unknown_encodings(split):
     with pytest.raises(ValueError, match="unknown input encoding 'xyz'"):
-        D.encode_inputs(split, "xyz")
+        D.encode_inputs(split.position, split.quat, "xyz")
     with pytest.raises(ValueError, match="unknown output encoding"):
         D.encode_targets(split.q, "degrees")
 

@@ -120,11 +120,10 @@ def log_study_artifacts(config, study, result) -> None:
         mlflow.log_metric("best_val_position_error_mm", result.best_value)
         mlflow.set_tags({f"best.{key}": str(value) for key, value in result.best_params.items()})
     mlflow.log_text(study_plots.trials_table(study).to_csv(index=False), "trials.csv")
-    label = "validation median position error (mm)"
-    mlflow.log_figure(study_plots.optimization_history(study, title=config.study.name, value_label=label),
+    mlflow.log_figure(study_plots.optimization_history(study, title=config.study.name),
                       "plots/optimization_history.png")
     mlflow.log_figure(study_plots.param_importances(study, title=config.study.name), "plots/param_importances.png")
-    mlflow.log_figure(study_plots.params_vs_objective(study, title=config.study.name, value_label=label),
+    mlflow.log_figure(study_plots.params_vs_objective(study, title=config.study.name),
                       "plots/params_vs_objective.png")
     mlflow.log_text(summary_markdown(config, study, result, study_plots.edge_warnings(study)), "summary.md")
 

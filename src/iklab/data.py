@@ -141,16 +141,17 @@ def load_dataset(path: str | Path) -> Dataset:
     return Dataset(path, card, robot, Region.from_dict(card["region"]), **splits)
 
 
-def encode_inputs(split: Split, kind: str) -> np.ndarray:
-    """Pose features ``(N, F)`` float32 for the model, in raw units."""
+def encode_inputs(position: np.ndarray, quat: np.ndarray, kind: str) -> np.ndarray:
+    """Pose features ``(N, F)`` float32 for the model, in raw units, from positions ``(N, 3)``
+    and quaternions ``(N, 4)`` (a Split's columns, or a solver's target poses)."""
     if kind not in INPUT_ENCODINGS:
         raise ValueError(f"unknown input encoding {kind!r}; choose from {', '.join(INPUT_ENCODINGS)}")
     if kind == "xyz_quat":
-        features = np.column_stack([split.position, split.quat])
+        features = np.column_stack([position, quat])
     else:
-        rotation = quaternion_to_matrix(split.quat)
+        rotation = quaternion_to_matrix(quat)
         encoded = matrix_to_rpy(rotation) if kind == "xyz_rpy" else matrix_to_rot6d(rotation)
-        features = np.column_stack([split.position, encoded])
+        features = np.column_stack([position, encoded])
     return features.astype(np.float32)
 
 

@@ -18,6 +18,9 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from .evaluation import circular_mean
+from .kinematics import wrap_angle
+
 # 99%, not 100%: one surviving unit in 256 should not hide a layer that passes on almost nothing.
 DEAD_LAYER_FRACTION = 0.99
 # tanh beyond 0.99 (|x| > 2.6) and sigmoid beyond 0.01/0.99 (|x| > 4.6) keep 2% and 4% of their
@@ -84,19 +87,17 @@ def _activation_stats(kind: str, a):
                             keras.ops.mean(a), keras.ops.std(a)])
 
 
-def _wrap(angles: np.ndarray) -> np.ndarray:
-    return (angles + np.pi) % (2.0 * np.pi) - np.pi
-
-
 def _deviations(values: np.ndarray, angular: bool) -> np.ndarray:
     """Deviations from the column mean; for angles from the circular mean, wrapped."""
     if not angular:
         return values - values.mean(axis=0)
-    return _wrap(values - np.arctan2(np.sin(values).mean(axis=0), np.cos(values).mean(axis=0)))
+    return wrap_angle(values - circular_mean(values))
 
 
-def _fit_metrics(pred: np.ndarray, targets: np.ndarray, angular: bool) -> dict[str, float]:
-    residual = _wrap(pred - targets) if angular else pred - targets
+def fit_metrics(pred: np.ndarray, targets: np.ndarray, angular: bool = False) -> dict[str, float]:
+    """Per target column R^2 (``r2/j<i>``) and prediction-to-target spread (``pred_std_ratio/j<i>``),
+    their mean R^2 (``r2_mean``) and smallest ratio; ``angular``: wrapped residuals, circular means."""
+    residual = wrap_angle(pred - targets) if angular else pred - targets
     target_dev = _deviations(targets, angular)
     with np.errstate(divide="ignore", invalid="ignore"):  # a constant target column gives NaN
         r2 = 1.0 - (residual**2).sum(axis=0) / (target_dev**2).sum(axis=0)
@@ -200,7 +201,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         raw = [r.numpy() for r in raw]
         pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
         self.last_prediction = pred.reshape(self.probe_targets.shape)
-        return {**metrics, **_fit_metrics(self.last_prediction, self.probe_targets, self.angular_targets)}
+        return {**metrics, **fit_metrics(self.last_prediction, self.probe_targets, self.angular_targets)}
 
     def _update_ratios(self) -> dict[str, float]:
         current, ratios = self._snapshot(), {}

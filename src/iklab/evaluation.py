@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from iklab.kinematics import Robot, fk, rotation_angle_between, wrap_angle
+from iklab.kinematics import Robot, as_joint_batch, fk, rotation_angle_between, wrap_angle
 
 _PERCENTILES = (50.0, 95.0, 100.0)
 
@@ -90,9 +90,7 @@ def _percentiles_inf(values: np.ndarray, percents=_PERCENTILES) -> list[float]:
 
 
 def _check_joints(name: str, q: np.ndarray, n_joints: int, finite: bool) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    if q.ndim != 2 or q.shape[1] != n_joints:
-        raise ValueError(f"{name} must have shape (N, {n_joints}) in radians, got {q.shape}")
+    q = as_joint_batch(q, n_joints, name)
     if finite and not np.all(np.isfinite(q)):
         raise ValueError(f"{name} contains NaN or inf; ground truth and training data must be finite")
     return q

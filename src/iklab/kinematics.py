@@ -148,10 +148,11 @@ def to_rtb(robot: Robot):
                        tool=SE3(robot.tool, check=False))
 
 
-def _as_joint_batch(q: np.ndarray, n_joints: int) -> np.ndarray:
+def as_joint_batch(q: np.ndarray, n_joints: int, name: str = "joint angles") -> np.ndarray:
+    """``q`` as float64 ``(N, n_joints)``, or ValueError naming it and its shape."""
     q = np.asarray(q, dtype=np.float64)
     if q.ndim != 2 or q.shape[1] != n_joints:
-        raise ValueError(f"joint angles must have shape (N, {n_joints}), got {q.shape}")
+        raise ValueError(f"{name} must have shape (N, {n_joints}) radians, got {q.shape}")
     return q
 
 
@@ -162,7 +163,7 @@ _FK_BLOCK_ROWS = 16384
 
 def fk_rotation_translation(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched FK. ``(N, 6)`` radians -> rotations ``(N, 3, 3)``, positions ``(N, 3)``."""
-    q = _as_joint_batch(q, robot.n_joints)
+    q = as_joint_batch(q, robot.n_joints)
     rotation, position = np.empty((q.shape[0], 3, 3)), np.empty((q.shape[0], 3))
     _fk_into(robot, q, rotation, position)
     return rotation, position
@@ -170,7 +171,7 @@ def fk_rotation_translation(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np
 
 def fk(robot: Robot, q: np.ndarray) -> np.ndarray:
     """Batched forward kinematics. ``(N, 6)`` radians -> ``(N, 4, 4)`` float64 poses."""
-    q = _as_joint_batch(q, robot.n_joints)
+    q = as_joint_batch(q, robot.n_joints)
     out = np.empty((q.shape[0], 4, 4))
     _fk_into(robot, q, out[:, :3, :3], out[:, :3, 3])
     out[:, 3, :3] = 0.0
@@ -290,7 +291,7 @@ def jacobian(robot: Robot, q: np.ndarray) -> np.ndarray:
     Rows are ``[v (3); omega (3)]``, columns joints; flipped joints (sign -1)
     have their column negated, as in roboticstoolbox's ``jacob0``.
     """
-    return fk_and_jacobian(robot, _as_joint_batch(q, robot.n_joints))[2]
+    return fk_and_jacobian(robot, as_joint_batch(q, robot.n_joints))[2]
 
 
 def fk_and_jacobian(robot: Robot, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -209,7 +209,7 @@ def log_ik_model(model: keras.Model, config: ExperimentConfig, dataset: Dataset,
     from .solver import IKSolver
 
     metadata = {MODEL_METADATA_KEY: model_metadata(config, dataset)}
-    features = encode_inputs(example, config.data.input_encoding)
+    features = encode_inputs(example.position, example.quat, config.data.input_encoding)
     pose_rows = pd.DataFrame(np.hstack([example.position, example.quat]), columns=serving.POSE_COLUMNS)
     wrapper = serving.IKPyfuncModel()
     wrapper.solver = IKSolver(model, metadata[MODEL_METADATA_KEY])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iklab.kinematics import Robot, fk_and_jacobian, fk_rotation_translation, rotation_angle_between
+from iklab.kinematics import Robot, as_joint_batch, fk_and_jacobian, fk_rotation_translation, rotation_angle_between
 
 # Per-row damping lambda is kept in this range. The floor keeps J J^T + lambda^2 I
 # safely invertible at exact singularities (lambda^2 = 1e-12 against entries of
@@ -206,9 +206,7 @@ def row_list(rows: np.ndarray) -> str:
 
 
 def _joint_batch(q: np.ndarray, name: str) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    if q.ndim != 2 or q.shape[1] != 6:
-        raise ValueError(f"{name} must have shape (N, 6) radians, got {q.shape}")
+    q = as_joint_batch(q, 6, name)
     bad = np.flatnonzero(~np.all(np.isfinite(q), axis=1))
     if bad.size:
         raise ValueError(f"{name} has non-finite values in rows {row_list(bad)}")

@@ -182,17 +182,9 @@ def objective_for(config: SearchConfig, parent_run_id: str):
         for key in ("test/position_error_mm_median", "test/rotation_error_deg_median",
                     "baseline/knn/position_error_mm_median"):
             trial.set_user_attr(key, result.metrics[key])
-        _log_best_metrics(result)
         return result.metrics["val/position_error_mm_median"]
 
     return objective
-
-
-def _log_best_metrics(result) -> None:
-    """The runs table shows last values; `best_*` make trials comparable at a glance."""
-    errors = [h["val_position_error_mm"] for h in result.history if "val_position_error_mm" in h]
-    mlflow.MlflowClient().log_batch(result.run_id, metrics=[
-        mlflow.entities.Metric("best_val_position_error_mm", min(errors), int(time.time() * 1000), 0)])
 
 
 def progress_line(started: float):

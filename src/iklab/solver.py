@@ -20,7 +20,7 @@ import numpy as np
 
 from data_gen.regions import Region
 
-from .data import Split, encode_inputs
+from .data import encode_inputs
 from .kinematics import Robot, RobotError, matrix_to_quaternion
 from .models import MODEL_METADATA_KEY, predict_joints
 from .refine import refine as refine_joints
@@ -92,8 +92,8 @@ class IKSolver:
 
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
-        split = Split(np.zeros((len(poses), 6)), poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3]))
-        return predict_joints(self.model, encode_inputs(split, self.input_encoding), self.output_encoding)
+        features = encode_inputs(poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3]), self.input_encoding)
+        return predict_joints(self.model, features, self.output_encoding)
 
 
 def as_pose_batch(poses) -> np.ndarray:

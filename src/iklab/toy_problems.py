@@ -18,6 +18,8 @@ from typing import Callable
 import keras
 import numpy as np
 
+from .diagnostics import fit_metrics
+
 
 @dataclass(frozen=True)
 class ToyArrays:
@@ -35,11 +37,8 @@ def _split(x: np.ndarray, y: np.ndarray, val_fraction: float) -> ToyArrays:
 
 
 def _r2(pred: np.ndarray, target: np.ndarray) -> float:
-    """Mean over output columns of 1 - SS_res / SS_tot (0: as good as predicting each column's mean)."""
-    pred, target = pred.reshape(len(pred), -1), target.reshape(len(target), -1)
-    ss_res = ((pred - target) ** 2).sum(axis=0)
-    ss_tot = ((target - target.mean(axis=0)) ** 2).sum(axis=0)
-    return float(np.mean(1.0 - ss_res / ss_tot))
+    """Mean over output columns of R^2 (0: as good as predicting each column's mean), as the diagnostics."""
+    return fit_metrics(pred.reshape(len(pred), -1), target.reshape(len(target), -1).astype(np.float64))["r2_mean"]
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
