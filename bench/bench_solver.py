@@ -87,7 +87,7 @@ def failure_details(robot, region, q_true, q_net, net_stats, refined, refined_st
                   f"{net_dq[row]:10.2f} {refined_stats['position_mm'][row]:9.2e} "
                   f"{refined_stats['rotation_deg'][row]:9.2e} {refined.iterations[row]:5d} "
                   f"{str(bool(refined.within_region[row])):>9s} {sigma_min[row]:9.4f} "
-                  f"{edge_deg[row, joint]:10.2f} (q{joint + 1})  {np.array2string(out_dq, precision=1)}")
+                  f"{edge_deg[row, joint]:10.2f} (q{joint})  {np.array2string(out_dq, precision=1)}")
         if len(rows) > limit:
             print(f"  ... over all {len(rows)}: network max joint error median "
                   f"{np.median(net_dq[rows]):.1f} deg, sigma_min median {np.median(sigma_min[rows]):.3f}, "

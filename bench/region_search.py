@@ -3,6 +3,10 @@
     .venv/bin/python bench/region_search.py            # scan + candidates + verification, ~2 min
     .venv/bin/python bench/region_search.py --no-verify   # scan + candidates only, ~75 s
 
+Joints are numbered q1..q6 here (joint 1 is the base), as in Kinova's and the
+robotics literature's usage; the README and the datasets count q0..q5, so the
+README's q0 is this script's q1.
+
 A network can only learn IK where IK is single-valued, so the `working`
 preset must be a joint box that holds one IK branch. Branches of a 6R arm
 meet on singular configurations (det J = 0): a connected box on which
