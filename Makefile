@@ -8,10 +8,13 @@ STAMP  := $(VENV)/.installed
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# TensorFlow's C++ start-up chatter hides real output.
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow's C++ logging, read when its libraries load. 3 (fatal only): without a GPU, TF logs
+# "failed call to cuInit" as an ERROR at its first operation; failures that stop a run reach
+# Python as exceptions. The INFO lines the libraries print while loading (oneDNN, "Could not find cuda
+# drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv test test-fast bench generate search cases ui serve clean
+.PHONY: venv lint format test test-fast bench generate search cases ui serve clean
 
 venv: $(STAMP)
 
@@ -21,6 +24,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# ruff: lint rules and formatting (pyproject.toml [tool.ruff]); `make format` rewrites in place.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
 test: venv
 	$(BIN)/python -m pytest
 
@@ -29,9 +41,11 @@ test-fast: venv
 
 bench: venv
 	$(BIN)/python bench/bench_fk.py
+	$(BIN)/python bench/bench_rotations.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ambiguity.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_diagnostics.py
 	$(BIN)/python bench/bench_refine.py
 	$(BIN)/python bench/bench_solver.py
 

@@ -7,8 +7,8 @@ Run: .venv/bin/python bench/bench_ambiguity.py [--poses N] [--starts N] (default
 import argparse
 
 from data_gen.ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
-from data_gen.regions import region_preset
 from iklab.kinematics import load_robot
+from iklab.regions import region_preset
 
 
 def main() -> None:
@@ -19,11 +19,14 @@ def main() -> None:
     args = parser.parse_args()
     robot = load_robot("jaco")
     for name in ("full", "working"):
-        r = measure_ambiguity(robot, region_preset(robot, name), n_poses=args.poses,
-                              n_starts=args.starts, seed=args.seed)
-        print(f"jaco {name:8s}: ambiguous {100 * r.ambiguous_fraction:6.2f}% of {r.n_poses} poses, "
-              f"{r.mean_distinct_solutions:.2f} distinct in-region solutions per pose, "
-              f"{100 * r.solve_success_rate:.1f}% of starts reached the pose, {r.seconds:.0f} s")
+        r = measure_ambiguity(
+            robot, region_preset(robot, name), n_poses=args.poses, n_starts=args.starts, seed=args.seed
+        )
+        print(
+            f"jaco {name:8s}: ambiguous {100 * r.ambiguous_fraction:6.2f}% of {r.n_poses} poses, "
+            f"{r.mean_distinct_solutions:.2f} distinct in-region solutions per pose, "
+            f"{100 * r.solve_success_rate:.1f}% of starts reached the pose, {r.seconds:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ import argparse
 
 import numpy as np
 import roboticstoolbox as rtb
+from timing import best_seconds
 
 from iklab.kinematics import _RTB_DH_MODELS, fk, load_robot
-from timing import best_seconds
 
 
 def main() -> None:
@@ -29,8 +29,10 @@ def main() -> None:
     per_pose = lambda seconds: 1e6 * seconds / args.rows  # noqa: E731
     print(f"robot {robot.name}, {args.rows} random configurations over the joint limits")
     print(f"roboticstoolbox fkine : {per_pose(rtb_seconds):8.3f} us/pose")
-    print(f"iklab fk              : {per_pose(ours_seconds):8.3f} us/pose "
-          f"({args.rows / ours_seconds / 1e6:.2f} M poses/s)")
+    print(
+        f"iklab fk              : {per_pose(ours_seconds):8.3f} us/pose "
+        f"({args.rows / ours_seconds / 1e6:.2f} M poses/s)"
+    )
     print(f"speed-up              : {rtb_seconds / ours_seconds:8.0f}x (target >= 200x)")
     print(f"max |difference|      : {difference:.2e} (target <= 1e-12)")
 

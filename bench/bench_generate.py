@@ -29,8 +29,11 @@ def main() -> None:
     try:
         out = root / "ds"
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "data_gen", "generate", "--n", str(args.n), "--out", str(out)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "data_gen", "generate", "--n", str(args.n), "--out", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         size_mb = sum(p.stat().st_size for p in out.iterdir()) / 2**20
@@ -43,10 +46,11 @@ def main() -> None:
         disk = time.perf_counter() - started
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"generate --n {args.n}: {wall:.1f} s wall (target < 15 s), peak RSS {peak_mb:.0f} MB "
-          f"(target < 1024 MB), {size_mb:.0f} MB on disk")
-    print(f"reference: np.save of the same float64 bytes: {disk:.1f} s "
-          f"(generate takes {wall / disk:.1f}x that)")
+    print(
+        f"generate --n {args.n}: {wall:.1f} s wall (target < 15 s), peak RSS {peak_mb:.0f} MB "
+        f"(target < 1024 MB), {size_mb:.0f} MB on disk"
+    )
+    print(f"reference: np.save of the same float64 bytes: {disk:.1f} s (generate takes {wall / disk:.1f}x that)")
     print(f"throughput: {args.n / wall / 1e6:.2f} M rows/s")
 
 

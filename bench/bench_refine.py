@@ -13,11 +13,11 @@ import math
 import time
 
 import numpy as np
+from timing import best_seconds
 
-from data_gen.regions import region_preset
 from iklab.kinematics import fk, load_robot, to_rtb, wrap_angle
 from iklab.refine import refine, verify
-from timing import best_seconds
+from iklab.regions import region_preset
 
 TOLERANCE_M = 1e-5  # 0.01 mm
 TOLERANCE_RAD = math.radians(0.01)
@@ -31,8 +31,12 @@ def verified(robot, q, targets, q_true) -> dict:
     """FK-checked success, errors and same-branch share of solutions ``q`` ``(N, 6)``."""
     check = verify(robot, q, targets[:, :3, :3], targets[:, :3, 3], TOLERANCE_M, TOLERANCE_RAD)
     same_branch = np.all(np.abs(wrap_angle(q - q_true)) <= SAME_BRANCH_RAD, axis=1)
-    return {"success": check.success.mean(), "same_branch": same_branch.mean(),
-            "position_mm": 1e3 * check.position_error_m, "rotation_deg": np.degrees(check.rotation_error_rad)}
+    return {
+        "success": check.success.mean(),
+        "same_branch": same_branch.mean(),
+        "position_mm": 1e3 * check.position_error_m,
+        "rotation_deg": np.degrees(check.rotation_error_rad),
+    }
 
 
 def run_ik_lm(robot, targets, starts, tolerance: float = RTB_TOLERANCE, **options):
@@ -48,10 +52,14 @@ def run_ik_lm(robot, targets, starts, tolerance: float = RTB_TOLERANCE, **option
 
 def report(label: str, poses_per_second: float, stats: dict) -> None:
     pos, rot = stats["position_mm"], stats["rotation_deg"]
-    print(f"{label:22s}: {poses_per_second:10,.0f} poses/s, success {100 * stats['success']:7.3f}%, "
-          f"same branch (<= 1 deg) {100 * stats['same_branch']:7.3f}%")
-    print(f"{'':22s}  position error mm  max {pos.max():.2e}  p99 {np.percentile(pos, 99):.2e}; "
-          f"rotation error deg  max {rot.max():.2e}  p99 {np.percentile(rot, 99):.2e}")
+    print(
+        f"{label:22s}: {poses_per_second:10,.0f} poses/s, success {100 * stats['success']:7.3f}%, "
+        f"same branch (<= 1 deg) {100 * stats['same_branch']:7.3f}%"
+    )
+    print(
+        f"{'':22s}  position error mm  max {pos.max():.2e}  p99 {np.percentile(pos, 99):.2e}; "
+        f"rotation error deg  max {rot.max():.2e}  p99 {np.percentile(rot, 99):.2e}"
+    )
 
 
 def main() -> None:
@@ -70,20 +78,27 @@ def main() -> None:
 
     refine(robot, starts[:100], targets[:100])  # warm-up
     seconds, result = best_seconds(
-        lambda: refine(robot, starts, targets, tolerance_m=TOLERANCE_M, tolerance_rad=TOLERANCE_RAD))
+        lambda: refine(robot, starts, targets, tolerance_m=TOLERANCE_M, tolerance_rad=TOLERANCE_RAD)
+    )
     ours_rate = args.poses / seconds
-    print(f"jaco working region, {args.poses} poses, starts = true q + N(0, {args.noise_deg} deg) per joint, "
-          f"tolerances {TOLERANCE_M * 1e3} mm / {math.degrees(TOLERANCE_RAD)} deg")
+    print(
+        f"jaco working region, {args.poses} poses, starts = true q + N(0, {args.noise_deg} deg) per joint, "
+        f"tolerances {TOLERANCE_M * 1e3} mm / {math.degrees(TOLERANCE_RAD)} deg"
+    )
     report("iklab refine", ours_rate, verified(robot, result.q, targets, q_true))
-    print(f"{'':22s}  iterations mean {result.iterations.mean():.2f}, p99 "
-          f"{np.percentile(result.iterations, 99):.0f}, max {result.iterations.max()}; "
-          f"refine's own success flag {100 * result.success.mean():.3f}%")
+    print(
+        f"{'':22s}  iterations mean {result.iterations.mean():.2f}, p99 "
+        f"{np.percentile(result.iterations, 99):.0f}, max {result.iterations.max()}; "
+        f"refine's own success flag {100 * result.success.mean():.3f}%"
+    )
 
     n = min(args.rtb_poses, args.poses)
     rtb_rate, rtb_q, rtb_flag, searches = run_ik_lm(robot, targets[:n], starts[:n])
     report(f"rtb ik_LM ({n} poses)", rtb_rate, verified(robot, rtb_q, targets[:n], q_true[:n]))
-    print(f"{'':22s}  its own success flag {100 * rtb_flag.mean():.2f}%, "
-          f"restarted from a random start {100 * (searches > 1).mean():.2f}%")
+    print(
+        f"{'':22s}  its own success flag {100 * rtb_flag.mean():.2f}%, "
+        f"restarted from a random start {100 * (searches > 1).mean():.2f}%"
+    )
     print(f"speed ratio refine / ik_LM: {ours_rate / rtb_rate:,.0f}x")
 
 

@@ -7,8 +7,8 @@ MLflow logs go to a temporary store; the dataset is the experiment's (generated 
 """
 
 import argparse
-import statistics
 import os
+import statistics
 import tempfile
 import time
 
@@ -24,8 +24,15 @@ from iklab.train import compile_model, prepare_arrays, train  # noqa: E402
 def bare_fit_seconds(config, arrays) -> float:
     model = compile_model(config, arrays)
     started = time.perf_counter()
-    model.fit(arrays.x_train, arrays.y_train, validation_data=(arrays.x_val, arrays.y_val),
-              epochs=config.training.epochs, batch_size=config.training.batch_size, shuffle=True, verbose=0)
+    model.fit(
+        arrays.x_train,
+        arrays.y_train,
+        validation_data=(arrays.x_val, arrays.y_val),
+        epochs=config.training.epochs,
+        batch_size=config.training.batch_size,
+        shuffle=True,
+        verbose=0,
+    )
     return time.perf_counter() - started
 
 
@@ -35,8 +42,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    config = load_experiment(args.experiment, f"training.epochs={args.epochs} "
-                             "training.early_stopping_patience=0 mlflow.log_model=false")
+    config = load_experiment(
+        args.experiment, f"training.epochs={args.epochs} training.early_stopping_patience=0 mlflow.log_model=false"
+    )
     arrays = prepare_arrays(config, load_dataset(ensure_dataset(config.data)))
     rows = len(arrays.x_train) * config.training.epochs
     with tempfile.TemporaryDirectory() as store:
@@ -48,13 +56,17 @@ def main() -> None:
             ours.append(result.train_seconds)
             epochs = result.history[1:]  # epoch 1 carries tracing and compilation
             share.append(sum(h["diagnostics_seconds"] for h in epochs) / sum(h["epoch_seconds"] for h in epochs))
-    print(f"{config.name}: {len(arrays.x_train)} training rows x {config.training.epochs} epochs, "
-          f"batch {config.training.batch_size}")
+    print(
+        f"{config.name}: {len(arrays.x_train)} training rows x {config.training.epochs} epochs, "
+        f"batch {config.training.batch_size}"
+    )
     print(f"bare model.fit : {rows / min(bare):9.0f} samples/s")
     print(f"iklab train()  : {rows / min(ours):9.0f} samples/s (diagnostics, MLflow per-epoch logging, callbacks)")
     print(f"seconds        : bare {[round(t, 1) for t in bare]}, train() {[round(t, 1) for t in ours]}")
-    print(f"ratio          : {min(bare) / min(ours):9.3f} best-of-{args.repeats} (target >= 0.9); "
-          f"median {statistics.median(bare) / statistics.median(ours):.3f}")
+    print(
+        f"ratio          : {min(bare) / min(ours):9.3f} best-of-{args.repeats} (target >= 0.9); "
+        f"median {statistics.median(bare) / statistics.median(ours):.3f}"
+    )
     print(f"diagnostics    : {100 * min(share):8.2f}% of epoch time, epochs 2+ (target <= 5%)")
 
 

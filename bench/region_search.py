@@ -16,8 +16,9 @@ locally, and in practice (checked below) globally. The search:
 1. Family. Jaco's joints 2 and 3 have parallel axes, so the arm has the
    usual shoulder x elbow x wrist branch families. With the box limited to
    the model's qlim [-180, 180] on every joint (custom_region refuses
-   anything wider, so no joint range may straddle +-180), the families are: upper arm leaning toward the hand (q2 in [90, 180], past
-   vertical would need q2 > 180) or away (q2 in [-180, -90]); elbow
+   anything wider, so no joint range may straddle +-180), the families are:
+   upper arm leaning toward the hand (q2 in [90, 180], past vertical would
+   need q2 > 180) or away (q2 in [-180, -90]); elbow
    q3 in (0, 180) or (-180, 0); wrist q5 > 0 or q5 < 0. Step 1 measures all
    eight on a common box: only "lean toward the hand, q3 < 0" (and its mirror
    image, leaning away with q3 > 0) avoids the shoulder singularity, which
@@ -90,8 +91,8 @@ import time
 import numpy as np
 
 from data_gen.ambiguity import measure_ambiguity
-from data_gen.regions import Region, region_preset
 from iklab.kinematics import Robot, fk, fk_rotation_translation, jacobian, load_robot, to_rtb
+from iklab.regions import Region, region_preset
 
 DEG = math.pi / 180.0
 FRONT = np.array([1.0, 0.0, 0.0])  # +x, see the module docstring
@@ -108,13 +109,14 @@ Q5_SIDES = {"q5>0": (0.0, 180.0), "q5<0": (-180.0, 0.0)}
 FAMILY = ((-90, 90), (90, 180), (-180, 0), (-180, 180), (-180, 0), (-180, 180))
 
 
-
 def _preset_degrees(name: str) -> tuple:
     region = region_preset(load_robot("jaco"), name)
-    return tuple(zip(np.degrees(region.lower).round(6).tolist(), np.degrees(region.upper).round(6).tolist()))
+    return tuple(
+        zip(np.degrees(region.lower).round(6).tolist(), np.degrees(region.upper).round(6).tolist(), strict=True)
+    )
 
 
-# The box this search chose, as shipped in data_gen.regions (Jaco's `working` preset).
+# The box this search chose, as shipped in iklab.regions (Jaco's `working` preset).
 CHOSEN = _preset_degrees("working")
 
 # Configurations named in the docstring (degrees).
@@ -128,7 +130,7 @@ def box(bounds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fmt_bounds(lower_deg, upper_deg) -> str:
-    return " ".join(f"[{lo:.0f},{hi:.0f}]" for lo, hi in zip(lower_deg, upper_deg))
+    return " ".join(f"[{lo:.0f},{hi:.0f}]" for lo, hi in zip(lower_deg, upper_deg, strict=True))
 
 
 def det_minority(robot: Robot, lower_deg, upper_deg, n: int = 20_000, seed: int = 0) -> float:
@@ -149,8 +151,7 @@ def det_profile(robot: Robot, bounds, n: int = 200_000, seed: int = 0, bin_deg: 
     det = np.linalg.det(jacobian(robot, q_deg * DEG))
     majority = 1.0 if np.mean(det > 0) >= 0.5 else -1.0
     disagree = np.sign(det) != majority
-    print(f"  {n} samples, majority sign of det J: {'+' if majority > 0 else '-'}, "
-          f"disagreeing: {disagree.mean():.2%}")
+    print(f"  {n} samples, majority sign of det J: {'+' if majority > 0 else '-'}, disagreeing: {disagree.mean():.2%}")
     for j in range(6):
         edges = np.arange(lower[j], upper[j] + 1e-9, bin_deg)
         idx = np.clip(np.digitize(q_deg[:, j], edges) - 1, 0, len(edges) - 2)
@@ -159,8 +160,9 @@ def det_profile(robot: Robot, bounds, n: int = 200_000, seed: int = 0, bin_deg: 
     return q_deg, disagree
 
 
-def peel(q_deg: np.ndarray, disagree: np.ndarray, bounds, step: float = 5.0,
-         target: float = 0.0005, joints=(1, 2, 3, 4)) -> tuple[np.ndarray, np.ndarray]:
+def peel(
+    q_deg: np.ndarray, disagree: np.ndarray, bounds, step: float = 5.0, target: float = 0.0005, joints=(1, 2, 3, 4)
+) -> tuple[np.ndarray, np.ndarray]:
     """Shrink the box by ``step`` at a time until < ``target`` of its samples disagree.
 
     Each step removes the edge slab (one joint, one side) whose samples
@@ -185,21 +187,25 @@ def peel(q_deg: np.ndarray, disagree: np.ndarray, bounds, step: float = 5.0,
             lower[j] += step
         else:
             upper[j] -= step
-        print(f"    box disagreement {total:6.2%}: cut q{j + 1} {'lower' if side == 0 else 'upper'} "
-              f"edge (slab {frac:5.1%}) -> q{j + 1} [{lower[j]:.0f}, {upper[j]:.0f}]")
+        print(
+            f"    box disagreement {total:6.2%}: cut q{j + 1} {'lower' if side == 0 else 'upper'} "
+            f"edge (slab {frac:5.1%}) -> q{j + 1} [{lower[j]:.0f}, {upper[j]:.0f}]"
+        )
 
 
 # --- workspace ----------------------------------------------------------------
 
-def workspace(robot: Robot, lower_deg, upper_deg, n: int = 400_000, seed: int = 0,
-              voxel: float = 0.04) -> dict[str, float]:
+
+def workspace(
+    robot: Robot, lower_deg, upper_deg, n: int = 400_000, seed: int = 0, voxel: float = 0.04
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     q = rng.uniform(np.asarray(lower_deg) * DEG, np.asarray(upper_deg) * DEG, size=(n, 6))
     rot, pos = fk_rotation_translation(robot, q)
     cells, inverse = np.unique(np.floor(pos / voxel).astype(np.int64), axis=0, return_inverse=True)
     inverse = inverse.ravel()
     centres = (cells + 0.5) * voxel
-    litre = voxel ** 3 * 1000.0
+    litre = voxel**3 * 1000.0
     front_cell = (centres @ FRONT > 0) & (centres[:, 2] > 0)
     front_sample = (pos @ FRONT > 0) & (pos[:, 2] > 0)
     approach = rot[:, :, 2]
@@ -219,6 +225,7 @@ def workspace(robot: Robot, lower_deg, upper_deg, n: int = 400_000, seed: int = 
 
 
 # --- candidates ---------------------------------------------------------------
+
 
 def candidates() -> list[tuple[str, list, list]]:
     out = []
@@ -261,11 +268,13 @@ def measure(robot: Robot, name, lower_deg, upper_deg, poses, starts, seed) -> di
 
 
 def print_row(name, lower_deg, upper_deg, amb, ws, det):
-    print(f"{name}\n    {fmt_bounds(lower_deg, upper_deg)}\n"
-          f"    ambiguous {amb['ambiguous_fraction']:6.2%}  distinct {amb['mean_distinct_solutions']:.3f}"
-          f"  det- {det:6.2%} | vol {ws['vol_L']:5.0f} L  front {ws['front_L']:5.0f} L"
-          f"  front% {ws['front_frac']:4.0%}  approach% {ws['approach_cov']:4.0%}  down {ws['down_L']:4.0f} L",
-          flush=True)
+    print(
+        f"{name}\n    {fmt_bounds(lower_deg, upper_deg)}\n"
+        f"    ambiguous {amb['ambiguous_fraction']:6.2%}  distinct {amb['mean_distinct_solutions']:.3f}"
+        f"  det- {det:6.2%} | vol {ws['vol_L']:5.0f} L  front {ws['front_L']:5.0f} L"
+        f"  front% {ws['front_frac']:4.0%}  approach% {ws['approach_cov']:4.0%}  down {ws['down_L']:4.0f} L",
+        flush=True,
+    )
 
 
 def reachable(robot: Robot, region: Region, q_deg, starts: int = 64, seed: int = 0) -> np.ndarray | None:
@@ -297,27 +306,31 @@ def main(argv=None) -> int:
         print(f"  {label:26s} q={np.round(q, 1).tolist()} -> hand at {np.round(p, 3).tolist()} m")
     print("  front = +x (q1 = 0 reaching forward); hand azimuth ~ -q1 in the chosen family")
 
-    print(f"\n== step 1: branch families (q1 {FAMILY_Q1}, q4/q6 full; {args.poses // 2} poses x "
-          f"{args.starts} starts, seed 0)")
-    for (n2, s2), (n3, s3), (n5, s5) in ((a, b, c) for a in Q2_SIDES.items() for b in Q3_SIDES.items()
-                                         for c in Q5_SIDES.items()):
+    print(
+        f"\n== step 1: branch families (q1 {FAMILY_Q1}, q4/q6 full; {args.poses // 2} poses x "
+        f"{args.starts} starts, seed 0)"
+    )
+    for (n2, s2), (n3, s3), (n5, s5) in (
+        (a, b, c) for a in Q2_SIDES.items() for b in Q3_SIDES.items() for c in Q5_SIDES.items()
+    ):
         lo, hi = box((FAMILY_Q1, s2, s3, FAMILY_Q4, s5, FAMILY_Q6))
         amb = measure(robot, "family", lo, hi, args.poses // 2, args.starts, 0)
-        print(f"  q2 {n2:6s} {n3} {n5}: ambiguous {amb['ambiguous_fraction']:6.2%}  distinct "
-              f"{amb['mean_distinct_solutions']:.3f}  det- {det_minority(robot, lo, hi):6.2%}", flush=True)
+        print(
+            f"  q2 {n2:6s} {n3} {n5}: ambiguous {amb['ambiguous_fraction']:6.2%}  distinct "
+            f"{amb['mean_distinct_solutions']:.3f}  det- {det_minority(robot, lo, hi):6.2%}",
+            flush=True,
+        )
 
     print("\n== step 2: det J sign scan on the chosen family", fmt_bounds(*box(FAMILY)))
     q_deg, disagree = det_profile(robot, FAMILY)
     print("  peeling edges until < 0.05% of the box disagrees:")
     lower, upper = peel(q_deg, disagree, FAMILY)
-    print(f"  -> {fmt_bounds(lower, upper)}  (q4, q6 then trimmed to +-175 to keep the raw-angle seam"
-          " out of the data)")
+    print(f"  -> {fmt_bounds(lower, upper)}  (q4, q6 then trimmed to +-175 to keep the raw-angle seam out of the data)")
     print("  CHOSEN =", fmt_bounds(*box(CHOSEN)))
     print("  rescan of CHOSEN:")
     det_profile(robot, CHOSEN, n=100_000)
 
-    print(f"\n== step 3: candidates ({args.poses} poses x {args.starts} starts, seed 0; workspace "
-          "from 400k samples)")
+    print(f"\n== step 3: candidates ({args.poses} poses x {args.starts} starts, seed 0; workspace from 400k samples)")
     for name, lo, hi in candidates():
         amb = measure(robot, name, lo, hi, args.poses, args.starts, 0)
         print_row(name, lo, hi, amb, workspace(robot, lo, hi), det_minority(robot, lo, hi))
@@ -325,8 +338,10 @@ def main(argv=None) -> int:
     chosen_region = region_preset(robot, "working")
     for label, q in (("Kinova factory home", KINOVA_HOME), ("kinova-ros top-down grasp", ROS_TOP_GRASP)):
         sol = reachable(robot, chosen_region, q)
-        print(f"  {label} pose inside the chosen box: "
-              + ("no solution found" if sol is None else f"yes, q = {np.round(sol, 1).tolist()}"))
+        print(
+            f"  {label} pose inside the chosen box: "
+            + ("no solution found" if sol is None else f"yes, q = {np.round(sol, 1).tolist()}")
+        )
         if sol is None:
             lo, hi = box(CHOSEN)
             wider = Region("q2 to 200", lo * DEG, np.where(np.arange(6) == 1, 200.0, hi) * DEG)
@@ -338,9 +353,12 @@ def main(argv=None) -> int:
         print("\n== step 4: verification of the chosen box", fmt_bounds(*box(CHOSEN)))
         for poses, starts, seed in ((2000, 64, 1), (2000, 64, 2), (500, 128, 1)):
             amb = measure(robot, "chosen", *box(CHOSEN), poses, starts, seed)
-            print(f"  measure_ambiguity(n_poses={poses}, n_starts={starts}, seed={seed}): "
-                  f"ambiguous {amb['ambiguous_fraction']:.2%}  distinct {amb['mean_distinct_solutions']:.4f}"
-                  f"  solve rate {amb['solve_success_rate']:.1%}  ({amb['seconds']:.0f} s)", flush=True)
+            print(
+                f"  measure_ambiguity(n_poses={poses}, n_starts={starts}, seed={seed}): "
+                f"ambiguous {amb['ambiguous_fraction']:.2%}  distinct {amb['mean_distinct_solutions']:.4f}"
+                f"  solve rate {amb['solve_success_rate']:.1%}  ({amb['seconds']:.0f} s)",
+                flush=True,
+            )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -19,8 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from iklab.kinematics import Robot, fk, rotation_angle_between, to_rtb, wrap_angle
-
-from .regions import Region
+from iklab.regions import Region
 
 # A start "reaches" the pose when FK of its answer is this close: far tighter
 # than any learned model, loose enough for LM at tol=1e-10 (<= 0.009 mm).
@@ -47,9 +46,17 @@ class AmbiguityResult:
         return asdict(self)
 
 
-def measure_ambiguity(robot: Robot, region: Region, *, n_poses: int = DEFAULT_POSES, n_starts: int = DEFAULT_STARTS,
-                      threshold_deg: float = 5.0, seed: int = 0, tol: float = 1e-10,
-                      progress: bool = False) -> AmbiguityResult:
+def measure_ambiguity(
+    robot: Robot,
+    region: Region,
+    *,
+    n_poses: int = DEFAULT_POSES,
+    n_starts: int = DEFAULT_STARTS,
+    threshold_deg: float = 5.0,
+    seed: int = 0,
+    tol: float = 1e-10,
+    progress: bool = False,
+) -> AmbiguityResult:
     """Fraction of the region's poses with a second IK solution inside the region."""
     if n_poses < 1 or n_starts < 1:
         raise ValueError("n_poses and n_starts must be at least 1")
@@ -62,8 +69,9 @@ def measure_ambiguity(robot: Robot, region: Region, *, n_poses: int = DEFAULT_PO
     ambiguous, distinct_counts, reached = 0, [], 0
     for i in tqdm(range(n_poses), desc="ambiguity", unit="pose", disable=not progress):
         starts = rng.uniform(region.lower, region.upper, size=(n_starts, robot.n_joints))
-        answers = np.array([ets.ik_LM(targets[i], q0=s, tol=tol, slimit=1, ilimit=60,
-                                      joint_limits=False).q for s in starts])
+        answers = np.array(
+            [ets.ik_LM(targets[i], q0=s, tol=tol, slimit=1, ilimit=60, joint_limits=False).q for s in starts]
+        )
         ok = _reaches(robot, answers, targets[i])
         reached += int(ok.sum())
         inside = answers[ok][region.contains(answers[ok])]
@@ -71,7 +79,10 @@ def measure_ambiguity(robot: Robot, region: Region, *, n_poses: int = DEFAULT_PO
         ambiguous += bool(far.any())
         distinct_counts.append(_count_distinct(np.vstack([q_true[i : i + 1], inside]), threshold))
     return AmbiguityResult(
-        region=region.name, n_poses=n_poses, n_starts=n_starts, threshold_deg=threshold_deg,
+        region=region.name,
+        n_poses=n_poses,
+        n_starts=n_starts,
+        threshold_deg=threshold_deg,
         ambiguous_fraction=ambiguous / n_poses,
         mean_distinct_solutions=float(np.mean(distinct_counts)),
         solve_success_rate=reached / (n_poses * n_starts),

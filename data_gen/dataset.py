@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from .generate import CARD_NAME, FORMAT, JOINT_COLUMNS, POSE_COLUMNS, SPLITS, file_sha256
+from iklab.encodings import JOINT_COLUMNS, POSE_COLUMNS
+
+from .generate import CARD_NAME, FORMAT, SPLITS, file_sha256
 
 
 class DatasetError(ValueError):
@@ -53,8 +55,7 @@ def verify(directory: str | Path, card: dict | None = None) -> dict:
     return card
 
 
-def iter_parts(directory: str | Path, columns: list[str] | None = None,
-               card: dict | None = None) -> Iterator:
+def iter_parts(directory: str | Path, columns: list[str] | None = None, card: dict | None = None) -> Iterator:
     """Yield each part as a pyarrow Table, in row order (one part in memory at a time)."""
     directory = Path(directory)
     card = card or read_card(directory)
@@ -77,16 +78,16 @@ def column_stats(directory: str | Path, card: dict | None = None) -> dict[str, d
         low, high = np.minimum(low, values.min(axis=0)), np.maximum(high, values.max(axis=0))
         total += values.sum(axis=0)
         rows += len(values)
-    return {c: {"min": float(low[i]), "mean": float(total[i] / rows), "max": float(high[i])}
-            for i, c in enumerate(names)}
+    return {
+        c: {"min": float(low[i]), "mean": float(total[i] / rows), "max": float(high[i])} for i, c in enumerate(names)
+    }
 
 
 def split_counts(directory: str | Path, card: dict | None = None) -> dict[str, int]:
     """Rows per split, counted from the data (not copied from the card)."""
     counts = dict.fromkeys(SPLITS, 0)
     for table in iter_parts(directory, ["split"], card):
-        values, frequency = np.unique(table["split"].to_numpy(zero_copy_only=False).astype(str),
-                                      return_counts=True)
+        values, frequency = np.unique(table["split"].to_numpy(zero_copy_only=False).astype(str), return_counts=True)
         for value, count in zip(values, frequency):
             counts[str(value)] = counts.get(str(value), 0) + int(count)
     return counts

@@ -15,16 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from iklab.encodings import JOINT_COLUMNS
 from iklab.kinematics import matrix_to_rpy, quaternion_to_matrix
 
 from .dataset import iter_parts, read_card, verify
-from .generate import JOINT_COLUMNS
 
 CSV_COLUMNS = [f"state{i}" for i in range(6)] + [f"pose{i}" for i in range(6)]
 
 
-def export_csv(directory: str | Path, out: str | os.PathLike, *, header: bool = False,
-               overwrite: bool = False) -> int:
+def export_csv(directory: str | Path, out: str | os.PathLike, *, header: bool = False, overwrite: bool = False) -> int:
     """Write ``out`` (atomically) and return the number of rows written."""
     out = Path(out)
     if out.exists() and not overwrite:

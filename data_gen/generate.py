@@ -27,15 +27,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 import iklab
+from iklab.encodings import JOINT_COLUMNS
 from iklab.kinematics import Robot, fk_rotation_translation, matrix_to_quaternion
-
-from .regions import Region
+from iklab.regions import Region
 
 CARD_NAME = "card.json"
 FORMAT = "iklab-fk-dataset"
 FORMAT_VERSION = 1
-JOINT_COLUMNS = [f"q{i}" for i in range(6)]
-POSE_COLUMNS = ["x", "y", "z", "qw", "qx", "qy", "qz"]
 SPLITS = ("train", "val", "test")
 DEFAULT_PART_ROWS = 500_000  # ~60 MB of columns per part: bounds memory, not the dataset size
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # Weyl-sequence step: evenly spread split labels
@@ -91,10 +89,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def generate(robot: Robot, region: Region, n: int, seed: int, out: str | os.PathLike, *,
-             part_rows: int = DEFAULT_PART_ROWS, fractions: SplitFractions = SplitFractions(),
-             overwrite: bool = False, ambiguity: dict | None = None,
-             progress: bool | None = None) -> Path:
+def generate(
+    robot: Robot,
+    region: Region,
+    n: int,
+    seed: int,
+    out: str | os.PathLike,
+    *,
+    part_rows: int = DEFAULT_PART_ROWS,
+    fractions: SplitFractions = SplitFractions(),
+    overwrite: bool = False,
+    ambiguity: dict | None = None,
+    progress: bool | None = None,
+) -> Path:
     """Generate ``n`` rows into directory ``out`` atomically; returns ``out``."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
@@ -153,8 +160,7 @@ def _card(robot, region, n, seed, part_rows, fractions, files, counts, ambiguity
         "sampling": "uniform in the region box; row i = draws 6i..6i+5 of numpy PCG64(seed)",
         "part_rows": part_rows,
         "columns": units,
-        "splits": {"fractions": fractions.to_dict(),
-                   "counts": dict(zip(SPLITS, (int(c) for c in counts)))},
+        "splits": {"fractions": fractions.to_dict(), "counts": dict(zip(SPLITS, (int(c) for c in counts)))},
         "files": files,
         "content_sha256": content_hash,
         "ambiguity": ambiguity,

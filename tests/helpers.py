@@ -10,8 +10,13 @@ def tiny_experiment(name: str = "tiny", rows: int = 6000, half_width: float = 0.
     """An experiment mapping; ``sections`` (e.g. ``model={"width": 32}``) update the defaults."""
     raw = {
         "name": name,
-        "data": {"region": "custom", "lower": (CENTER - half_width).tolist(),
-                 "upper": (CENTER + half_width).tolist(), "rows": rows, "seed": 0},
+        "data": {
+            "region": "custom",
+            "lower": (CENTER - half_width).tolist(),
+            "upper": (CENTER + half_width).tolist(),
+            "rows": rows,
+            "seed": 0,
+        },
         "model": {"depth": 2, "width": 64},
         "training": {"epochs": 4, "batch_size": 128},
         "diagnostics": {"probe_rows": 256},
@@ -24,7 +29,12 @@ def tiny_experiment(name: str = "tiny", rows: int = 6000, half_width: float = 0.
 
 # A healthy run in seconds: it beats the 1-NN baseline about 2x (12 mm vs 25 mm median), so it
 # raises no flag; the tests that call a run healthy assert exactly that.
-HEALTHY = tiny_experiment("healthy", rows=20000, model={"width": 128},
-                          optimizer={"learning_rate": 3e-3, "schedule": "cosine"},
-                          training={"epochs": 12, "batch_size": 64}, diagnostics={"probe_rows": 512},
-                          evaluation={"knn_rows": 2000, "test_rows": 500})
+HEALTHY = tiny_experiment(
+    "healthy",
+    rows=20000,
+    model={"width": 128},
+    optimizer={"learning_rate": 3e-3, "schedule": "cosine"},
+    training={"epochs": 12, "batch_size": 64},
+    diagnostics={"probe_rows": 512},
+    evaluation={"knn_rows": 2000, "test_rows": 500},
+)

@@ -2,6 +2,7 @@
 run raises none and reaches its metric, and MLflow holds one case run with broken and fixed under it."""
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -9,9 +10,11 @@ import yaml
 from iklab.cases import EXPERIMENT, case_paths, load_case, main, run_cases
 from iklab.config import ConfigError
 
+CASES_DIR = Path(__file__).resolve().parents[1] / "experiments" / "cases"
+
 
 def test_every_case_file_loads_and_its_fix_changes_something():
-    cases = {p.stem: load_case(p) for p in case_paths()}
+    cases = {p.stem: load_case(p) for p in case_paths(CASES_DIR)}
     assert set(cases) == {"ik_zero_output", "box_center", "linear_extrapolation", "identity_autoencoder"}
     for case in cases.values():
         assert case.experiment("broken") != case.experiment("fixed")
@@ -19,13 +22,13 @@ def test_every_case_file_loads_and_its_fix_changes_something():
 
 
 def test_case_file_mistakes_name_the_key(tmp_path):
-    raw = yaml.safe_load(case_paths()[0].read_text())
+    raw = yaml.safe_load(case_paths(CASES_DIR)[0].read_text())
     raw["broken"]["optimizer"]["learning_rat"] = 0.1
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="learning_rat"):
         load_case(path)
-    raw = yaml.safe_load((case_paths()[0].parent / "box_center.yaml").read_text())
+    raw = yaml.safe_load((case_paths(CASES_DIR)[0].parent / "box_center.yaml").read_text())
     raw["fixed"]["model.kernel"] = 3  # not a keyword of the problem's model
     path.write_text(yaml.safe_dump(raw))
     case = load_case(path)  # toy keywords are checked when the model is built
@@ -36,13 +39,21 @@ def test_case_file_mistakes_name_the_key(tmp_path):
 
 
 def test_unknown_case_is_a_one_line_error(capsys):
-    assert main(["--cases", "no_such_case"]) == 2
+    assert main(["--cases", "no_such_case", "--cases-dir", str(CASES_DIR)]) == 2
     assert "unknown case 'no_such_case'" in capsys.readouterr().err
+
+
+def test_cases_dir_is_relative_to_the_working_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # not a checkout: the default experiments/cases is not here
+    assert main(["--cases", "box_center"]) == 2
+    assert "no case files (*.yaml) in experiments/cases" in capsys.readouterr().err
+    assert [p.name for p in case_paths(CASES_DIR)][:1] == ["box_center.yaml"]  # found where it is
 
 
 @pytest.fixture(scope="module")
 def results(module_mlflow_store):
-    return {r.case.name: r for r in run_cases([load_case(p) for p in case_paths()], quick=True)}, module_mlflow_store
+    results = run_cases([load_case(p) for p in case_paths(CASES_DIR)], quick=True)
+    return {r.case.name: r for r in results}, module_mlflow_store
 
 
 @pytest.mark.slow
@@ -62,7 +73,8 @@ def test_fixed_runs_reach_their_metric(results):
     assert fixed["test/position_error_mm_median"] < fixed["baseline/knn/position_error_mm_median"]
     assert fixed["test/position_error_mm_median"] < 0.25 * ik["broken"].metrics["test/position_error_mm_median"]
     box = cases["box_center"].variants
-    assert box["fixed"].metrics["centre_error_px_median"] < 0.3 * box["fixed"].metrics["baseline_mean_centre_error_px_median"]
+    fixed_box = box["fixed"].metrics
+    assert fixed_box["centre_error_px_median"] < 0.3 * fixed_box["baseline_mean_centre_error_px_median"]
     assert box["broken"].metrics["prediction_std_px"] < 0.1  # the symptom: one answer, the centre
     linear = cases["linear_extrapolation"].variants
     assert linear["fixed"].metrics["max_weight_error"] < 0.01
@@ -80,7 +92,7 @@ def test_mlflow_holds_one_run_per_case_with_broken_and_fixed(results):
     runs = client.search_runs([experiment.experiment_id])
     (top,) = [r for r in runs if r.data.tags.get("role") == "cases"]
     assert top.data.metrics["cases_diagnosed"] == 4
-    for name, result in cases.items():
+    for result in cases.values():
         case_run = client.get_run(result.run_id)
         assert case_run.data.tags["mlflow.parentRunId"] == top.info.run_id
         assert case_run.data.tags["verdict"] == "diagnosed"

@@ -17,7 +17,7 @@ def test_every_experiment_file_loads():
     assert {p.name for p in EXPERIMENTS} >= {"jaco_mlp.yaml", "jaco_full_range.yaml", "jaco_conv1d.yaml"}
     for path in EXPERIMENTS:
         if path.name.startswith("search_"):
-            from iklab.search import base_experiment, load_search
+            from iklab.search_config import base_experiment, load_search
 
             search = load_search(path)  # checks the space, the base and the overrides
             assert search.space and isinstance(base_experiment(search, final=True), ExperimentConfig)
@@ -39,20 +39,23 @@ def test_defaults_types_and_overrides(tmp_path):
     assert "width: 256" in to_yaml(config)
 
 
-@pytest.mark.parametrize("text, overrides, message", [
-    ("model:\n  widht: 3\n", None, "exp.yaml: unknown key model.widht"),
-    ("modle: {}\n", None, "unknown key modle"),
-    ("model:\n  width: wide\n", None, "model.width must be int, got 'wide'"),
-    ("model:\n  width: 2.5\n", None, "model.width must be int"),
-    ("model:\n  residual: 1\n", None, "model.residual must be bool"),
-    ("model:\n  widths: 5\n", None, "model.widths must be a list"),
-    ("model: 3\n", None, "model must be a mapping"),
-    ("{}", "model.width", "not KEY=VALUE"),
-    ("{}", "model.depth=x", "model.depth must be int"),
-    ("{}", "training.nope=1", "unknown key training.nope"),
-    ("- a\n- b\n", None, "mapping at the top level"),
-    ("model: [\n", None, "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("model:\n  widht: 3\n", None, "exp.yaml: unknown key model.widht"),
+        ("modle: {}\n", None, "unknown key modle"),
+        ("model:\n  width: wide\n", None, "model.width must be int, got 'wide'"),
+        ("model:\n  width: 2.5\n", None, "model.width must be int"),
+        ("model:\n  residual: 1\n", None, "model.residual must be bool"),
+        ("model:\n  widths: 5\n", None, "model.widths must be a list"),
+        ("model: 3\n", None, "model must be a mapping"),
+        ("{}", "model.width", "not KEY=VALUE"),
+        ("{}", "model.depth=x", "model.depth must be int"),
+        ("{}", "training.nope=1", "unknown key training.nope"),
+        ("- a\n- b\n", None, "mapping at the top level"),
+        ("model: [\n", None, "not valid YAML"),
+    ],
+)
 def test_strict_errors_name_the_file_and_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         load_experiment(_write(tmp_path, text), overrides)

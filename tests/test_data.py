@@ -3,10 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from data_gen.regions import region_preset
 from iklab import data as D
+from iklab import encodings as E
 from iklab.config import DataConfig
 from iklab.kinematics import fk, matrix_to_quaternion, matrix_to_rpy, quaternion_to_matrix, rot6d_to_matrix
+from iklab.regions import region_preset
 
 
 @pytest.fixture(scope="module")
@@ -18,47 +19,46 @@ def split(jaco):
 
 def test_input_encodings_round_trip_to_the_pose(split):
     rotation = quaternion_to_matrix(split.quat)
-    xyz_rpy = D.encode_inputs(split.position, split.quat, "xyz_rpy").astype(np.float64)
+    xyz_rpy = E.encode_inputs(split.position, split.quat, "xyz_rpy").astype(np.float64)
     np.testing.assert_allclose(xyz_rpy[:, 3:], matrix_to_rpy(rotation), atol=1e-6)  # float32
-    xyz_quat = D.encode_inputs(split.position, split.quat, "xyz_quat")
+    xyz_quat = E.encode_inputs(split.position, split.quat, "xyz_quat")
     np.testing.assert_allclose(quaternion_to_matrix(xyz_quat[:, 3:].astype(np.float64)), rotation, atol=1e-6)
-    rot6d = D.encode_inputs(split.position, split.quat, "xyz_rot6d").astype(np.float64)
+    rot6d = E.encode_inputs(split.position, split.quat, "xyz_rot6d").astype(np.float64)
     np.testing.assert_allclose(rot6d_to_matrix(rot6d[:, 3:]), rotation, atol=1e-6)
-    for kind, columns in D.INPUT_ENCODINGS.items():
-        features = D.encode_inputs(split.position, split.quat, kind)
+    for kind, columns in E.INPUT_ENCODINGS.items():
+        features = E.encode_inputs(split.position, split.quat, kind)
         assert features.shape == (500, len(columns)) and features.dtype == np.float32
         np.testing.assert_allclose(features[:, :3], split.position, atol=1e-6)
-    np.testing.assert_allclose(split.poses(), fk_poses(split), atol=1e-12)
 
 
-def fk_poses(split):
-    out = np.zeros((len(split), 4, 4))
-    out[:, :3, :3], out[:, :3, 3], out[:, 3, 3] = quaternion_to_matrix(split.quat), split.position, 1
-    return out
+def test_split_poses_are_the_forward_kinematics_of_its_joints(split, jaco):
+    np.testing.assert_allclose(split.poses(), fk(jaco, split.q), atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["angles", "sincos"])
 def test_output_encodings_round_trip(split, kind):
-    targets = D.encode_targets(split.q, kind)
-    assert targets.shape == (500, len(D.OUTPUT_ENCODINGS[kind]))
-    decoded = D.decode_outputs(targets, kind)
+    targets = E.encode_targets(split.q, kind)
+    assert targets.shape == (500, len(E.OUTPUT_ENCODINGS[kind]))
+    decoded = E.decode_outputs(targets, kind)
     error = np.abs((decoded - split.q + math.pi) % (2 * math.pi) - math.pi)
     assert error.max() < 1e-6  # float32 targets
 
 
 def test_unknown_encodings(split):
     with pytest.raises(ValueError, match="unknown input encoding 'xyz'"):
-        D.encode_inputs(split.position, split.quat, "xyz")
+        E.encode_inputs(split.position, split.quat, "xyz")
     with pytest.raises(ValueError, match="unknown output encoding"):
-        D.encode_targets(split.q, "degrees")
+        E.encode_targets(split.q, "degrees")
 
 
 def test_ensure_dataset_generates_once_and_checks_identity(tmp_path, monkeypatch, jaco):
     monkeypatch.chdir(tmp_path)
     cfg = DataConfig(rows=3000, seed=2)
     path = D.ensure_dataset(cfg)
-    assert path == tmp_path / "data" / "jaco-working-3000-s2" or path.resolve() == (
-        tmp_path / "data" / "jaco-working-3000-s2").resolve()
+    assert (
+        path == tmp_path / "data" / "jaco-working-3000-s2"
+        or path.resolve() == (tmp_path / "data" / "jaco-working-3000-s2").resolve()
+    )
     dataset = D.load_dataset(path)
     assert len(dataset.train) + len(dataset.val) + len(dataset.test) == 3000
     assert dataset.ambiguity is not None and 0.0 <= dataset.ambiguity <= 1.0

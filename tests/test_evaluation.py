@@ -6,10 +6,10 @@ import pytest
 import roboticstoolbox as rtb
 from matplotlib.figure import Figure
 
-from data_gen.regions import region_preset
 from iklab import evaluation as E
-from iklab.kinematics import (fk, fk_rotation_translation, matrix_to_quaternion, rotation_angle_between,
-                              wrap_angle)
+from iklab import plots
+from iklab.kinematics import fk, fk_rotation_translation, matrix_to_quaternion, rotation_angle_between, wrap_angle
+from iklab.regions import region_preset
 
 
 def pose_features(robot, q):
@@ -62,8 +62,7 @@ def test_last_joint_rotation_gives_known_errors(jaco, rng):
     r_pred = np.array(reference.fkine(q_pred[:5]).A)[:, :3, :3]
     r_true = np.array(reference.fkine(q_true[:5]).A)[:, :3, :3]
     trace = np.trace(np.einsum("nji,njk->nik", r_pred, r_true), axis1=1, axis2=2)
-    np.testing.assert_allclose(report.rotation_error_deg[:5], np.degrees(np.arccos((trace - 1) / 2)),
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(report.rotation_error_deg[:5], np.degrees(np.arccos((trace - 1) / 2)), rtol=0, atol=1e-9)
 
 
 def test_shifted_target_gives_known_position_error(jaco, rng):
@@ -115,9 +114,17 @@ def test_summary_keys_and_values_match_numpy():
     summary = report.summary("test/")
     joint_keys = [f"test/joint_error_deg_j{j}" for j in range(6)]
     assert set(summary) == {
-        "test/position_error_mm_median", "test/position_error_mm_mean", "test/position_error_mm_p95",
-        "test/position_error_mm_max", "test/rotation_error_deg_median", "test/rotation_error_deg_mean",
-        "test/rotation_error_deg_p95", "test/joint_error_deg_mean", "test/nonfinite_rows", *joint_keys}
+        "test/position_error_mm_median",
+        "test/position_error_mm_mean",
+        "test/position_error_mm_p95",
+        "test/position_error_mm_max",
+        "test/rotation_error_deg_median",
+        "test/rotation_error_deg_mean",
+        "test/rotation_error_deg_p95",
+        "test/joint_error_deg_mean",
+        "test/nonfinite_rows",
+        *joint_keys,
+    }
     assert all(type(value) is float for value in summary.values())
     # by hand: p95 of [1, 2, 3, 4, 10] sits 0.8 of the way from 4 to 10
     assert summary["test/position_error_mm_median"] == pytest.approx(3.0, abs=1e-12)
@@ -126,8 +133,9 @@ def test_summary_keys_and_values_match_numpy():
     assert summary["test/position_error_mm_max"] == 10.0
     assert summary["test/rotation_error_deg_median"] == pytest.approx(0.3, abs=1e-12)
     assert summary["test/rotation_error_deg_mean"] == pytest.approx(0.3, abs=1e-12)
-    assert summary["test/rotation_error_deg_p95"] == pytest.approx(np.percentile(report.rotation_error_deg, 95),
-                                                                   abs=1e-12)
+    assert summary["test/rotation_error_deg_p95"] == pytest.approx(
+        np.percentile(report.rotation_error_deg, 95), abs=1e-12
+    )
     assert summary["test/joint_error_deg_mean"] == pytest.approx(14.5, abs=1e-12)
     assert [summary[key] for key in joint_keys] == pytest.approx([12.0, 13.0, 14.0, 15.0, 16.0, 17.0], abs=1e-12)
     assert summary["test/nonfinite_rows"] == 0.0
@@ -144,8 +152,15 @@ def test_nan_predictions_are_counted_not_dropped(jaco, rng):
     assert np.isfinite(np.delete(report.position_error_mm, [3, 7])).all()
     summary = report.summary()
     assert summary["nonfinite_rows"] == 2.0
-    for key in ("position_error_mm_max", "position_error_mm_p95", "position_error_mm_mean",
-                "rotation_error_deg_p95", "rotation_error_deg_mean", "joint_error_deg_mean", "joint_error_deg_j2"):
+    for key in (
+        "position_error_mm_max",
+        "position_error_mm_p95",
+        "position_error_mm_mean",
+        "rotation_error_deg_p95",
+        "rotation_error_deg_mean",
+        "joint_error_deg_mean",
+        "joint_error_deg_j2",
+    ):
         assert summary[key] == math.inf, key
     # 8 of 10 rows are fine: the median of all 10 (failures last) is the mean of the 5th and 6th finite
     finite = np.sort(np.delete(report.position_error_mm, [3, 7]))
@@ -158,10 +173,10 @@ def test_nan_predictions_are_counted_not_dropped(jaco, rng):
 
 def test_percentiles_with_inf_follow_numpy_where_defined():
     values = np.array([1.0, 2.0, np.nan, 4.0])  # NaN -> inf -> sorted [1, 2, 4, inf]
-    median, p95, maximum = E._percentiles_inf(values)
+    median, p95, maximum = E.percentiles_inf(values)
     assert median == pytest.approx(3.0) and p95 == math.inf and maximum == math.inf
-    assert E._percentiles_inf(values, (0.0, 100.0 / 3.0))[0] == 1.0
-    assert E._percentiles_inf(values, (200.0 / 3.0,)) == pytest.approx([4.0], abs=1e-12)  # lands on 4, not NaN
+    assert E.percentiles_inf(values, (0.0, 100.0 / 3.0))[0] == 1.0
+    assert E.percentiles_inf(values, (200.0 / 3.0,)) == pytest.approx([4.0], abs=1e-12)  # lands on 4, not NaN
 
 
 # --- baselines ----------------------------------------------------------------
@@ -225,8 +240,9 @@ def test_knn_rejects_bad_input(rng):
 
 def test_knn_beats_mean_on_jaco_working_region(jaco_working_data):
     robot, q_train, features_train, q_test, features_test = jaco_working_data
-    reports = E.evaluate_with_baselines(robot, q_test.copy(), q_test, features_train, q_train, features_test,
-                                        knn_k=3, knn_rows=20_000)
+    reports = E.evaluate_with_baselines(
+        robot, q_test.copy(), q_test, features_train, q_train, features_test, knn_k=3, knn_rows=20_000
+    )
     assert list(reports) == ["model", "mean", "knn"]
     assert all(len(report.position_error_mm) == len(q_test) for report in reports.values())
     assert reports["model"].summary()["position_error_mm_max"] < 1e-9
@@ -235,7 +251,8 @@ def test_knn_beats_mean_on_jaco_working_region(jaco_working_data):
     # predicting one posture misses by tens of cm; 20k neighbours are a few cm away
     assert mean > 100.0
     assert knn / mean < 0.5
-    assert reports["knn"].summary()["rotation_error_deg_median"] < reports["mean"].summary()["rotation_error_deg_median"]
+    knn, mean = reports["knn"].summary(), reports["mean"].summary()
+    assert knn["rotation_error_deg_median"] < mean["rotation_error_deg_median"]
 
 
 def test_evaluate_with_baselines_rejects_misaligned_features(jaco_working_data):
@@ -251,10 +268,12 @@ def test_error_histograms_figure(jaco, rng):
     q_true = rng.uniform(-math.pi, math.pi, size=(300, 6))
     q_noisy = q_true + rng.normal(scale=0.01, size=q_true.shape)
     q_noisy[0] = np.nan
-    reports = {"model": E.task_space_errors(jaco, q_noisy, q_true),
-               "mean": E.task_space_errors(jaco, E.mean_baseline(q_true, 300), q_true),
-               "exact": E.task_space_errors(jaco, q_true, q_true)}
-    figure = E.error_histograms(reports, title="jaco test")
+    reports = {
+        "model": E.task_space_errors(jaco, q_noisy, q_true),
+        "mean": E.task_space_errors(jaco, E.mean_baseline(q_true, 300), q_true),
+        "exact": E.task_space_errors(jaco, q_true, q_true),
+    }
+    figure = plots.error_histograms(reports, title="jaco test")
     assert isinstance(figure, Figure) and len(figure.axes) == 2
     position_axis, rotation_axis = figure.axes
     assert "mm" in position_axis.get_xlabel() and "deg" in rotation_axis.get_xlabel()
@@ -269,4 +288,4 @@ def test_error_histograms_figure(jaco, rng):
     figure.savefig(buffer, format="png")  # renders through Agg without pyplot
     assert buffer.getvalue()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="at least one"):
-        E.error_histograms({})
+        plots.error_histograms({})

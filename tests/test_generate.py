@@ -15,14 +15,13 @@ from data_gen import generate as G
 from data_gen.cli import main
 from data_gen.dataset import DatasetError, column_stats, read_card, split_counts, verify
 from data_gen.export import CSV_COLUMNS, export_csv
-from data_gen.regions import region_preset
 from iklab.kinematics import fk, matrix_to_quaternion, to_rtb
+from iklab.regions import region_preset
 
 
 def _load(directory) -> pd.DataFrame:
     card = read_card(directory)
-    return pd.concat([pd.read_parquet(Path(directory) / f["name"]) for f in card["files"]],
-                     ignore_index=True)
+    return pd.concat([pd.read_parquet(Path(directory) / f["name"]) for f in card["files"]], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +61,16 @@ def test_rows_are_exact_fk_inside_the_region(small_dataset, jaco):
 
 def test_split_proportions_and_counts(tmp_path, jaco):
     out = tmp_path / "splits"
-    G.generate(jaco, region_preset(jaco, "full"), 100_000, 0, out, part_rows=30_000,
-               fractions=G.SplitFractions(0.7, 0.2, 0.1))
+    G.generate(
+        jaco, region_preset(jaco, "full"), 100_000, 0, out, part_rows=30_000, fractions=G.SplitFractions(0.7, 0.2, 0.1)
+    )
     counts = split_counts(out)
     assert abs(counts["train"] - 70_000) <= 5
     assert abs(counts["val"] - 20_000) <= 5
     assert abs(counts["test"] - 10_000) <= 5
     assert read_card(out)["splits"]["counts"] == counts
     # the label of a row depends on its index only: same labels for another seed
-    G.generate(jaco, region_preset(jaco, "full"), 1_000, 1, tmp_path / "s1",
-               fractions=G.SplitFractions(0.7, 0.2, 0.1))
+    G.generate(jaco, region_preset(jaco, "full"), 1_000, 1, tmp_path / "s1", fractions=G.SplitFractions(0.7, 0.2, 0.1))
     assert list(_load(tmp_path / "s1")["split"]) == list(_load(out)["split"][:1_000])
     with pytest.raises(ValueError, match="sum to 1"):
         G.SplitFractions(0.8, 0.3, 0.1)
@@ -135,12 +134,16 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, jaco, monkeypatch):
 
 
 def _start_big_generation(out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "data_gen", "generate", "--n", "50000000", "--part-rows", "200000",
-           "--out", str(out)]
+    cmd = [sys.executable, "-m", "data_gen", "generate", "--n", "50000000", "--part-rows", "200000", "--out", str(out)]
     # SIGINT back to its default: a shell that starts the tests in the background ignores it,
     # and an ignored SIGINT is inherited (Python then never raises KeyboardInterrupt)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not list(out.parent.glob(f".{out.name}.tmp-*/part-00001.parquet")):
         assert proc.poll() is None, proc.communicate()
@@ -200,22 +203,25 @@ def _run_cli(args, capsys):
     return code, capsys.readouterr().err.strip()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["generate", "--robot", "nao", "--n", "5"], "known robots: irb140, jaco"),
-    (["generate", "--robot", "panda", "--n", "5"], "6-DOF all-revolute"),
-    (["generate", "--n", "0"], "--n must be at least 1"),
-    (["generate", "--n", "-3"], "--n must be at least 1"),
-    (["generate", "--region", "moon", "--n", "5"], "unknown region 'moon'"),
-    (["generate", "--n", "5", "--lower", "0,0,0,0,0,1", "--upper", "1,1,1,1,1,1"], "joint 5: lower bound"),
-    (["generate", "--n", "5", "--lower", "0,0,0,0,0,0", "--upper", "1,1,1,1,1,9"], "outside jaco's limits"),
-    (["generate", "--n", "5", "--lower", "0,0,0", "--upper", "1,1,1"], "need 6 finite numbers"),
-    (["generate", "--n", "5", "--lower", "0,0,0,0,0,0"], "both --lower and --upper"),
-    (["generate", "--n", "five"], "invalid int value"),
-    (["generate", "--n", "5", "--split", "0.5,0.5"], "three fractions"),
-    (["generate", "--n", "5", "--split", "0.9,0.2,0.1"], "sum to 1"),
-    (["ambiguity", "--region", "moon"], "unknown region"),
-    (["ambiguity", "--poses", "0"], "at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--robot", "nao", "--n", "5"], "known robots: irb140, jaco"),
+        (["generate", "--robot", "panda", "--n", "5"], "6-DOF all-revolute"),
+        (["generate", "--n", "0"], "--n must be at least 1"),
+        (["generate", "--n", "-3"], "--n must be at least 1"),
+        (["generate", "--region", "moon", "--n", "5"], "unknown region 'moon'"),
+        (["generate", "--n", "5", "--lower", "0,0,0,0,0,1", "--upper", "1,1,1,1,1,1"], "joint 5: lower bound"),
+        (["generate", "--n", "5", "--lower", "0,0,0,0,0,0", "--upper", "1,1,1,1,1,9"], "outside jaco's limits"),
+        (["generate", "--n", "5", "--lower", "0,0,0", "--upper", "1,1,1"], "need 6 finite numbers"),
+        (["generate", "--n", "5", "--lower", "0,0,0,0,0,0"], "both --lower and --upper"),
+        (["generate", "--n", "five"], "invalid int value"),
+        (["generate", "--n", "5", "--split", "0.5,0.5"], "three fractions"),
+        (["generate", "--n", "5", "--split", "0.9,0.2,0.1"], "sum to 1"),
+        (["ambiguity", "--region", "moon"], "unknown region"),
+        (["ambiguity", "--poses", "0"], "at least 1"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     if args[0] == "generate":
         args = args + ["--out", str(tmp_path / "never")]

@@ -50,13 +50,16 @@ def test_angle_outputs_are_denormalized():
     np.testing.assert_allclose(layer(np.zeros((1, 6), "float32"))[0], targets.mean(axis=0), atol=1e-4)
 
 
-@pytest.mark.parametrize("cfg, message", [
-    (ModelConfig(family="rnn"), "mlp or conv1d"),
-    (ModelConfig(activation="swishy"), "activation must be one of"),
-    (ModelConfig(batch_norm="sometimes"), "off, before or after"),
-    (ModelConfig(depth=0), "at least one hidden layer"),
-    (ModelConfig(dropout=1.0), "dropout"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (ModelConfig(family="rnn"), "mlp or conv1d"),
+        (ModelConfig(activation="swishy"), "activation must be one of"),
+        (ModelConfig(batch_norm="sometimes"), "off, before or after"),
+        (ModelConfig(depth=0), "at least one hidden layer"),
+        (ModelConfig(dropout=1.0), "dropout"),
+    ],
+)
 def test_bad_model_config(cfg, message):
     with pytest.raises(ValueError, match=message):
         build_model(cfg, X, 6)
@@ -82,7 +85,7 @@ def test_losses():
     assert build_loss(TrainingConfig(), "angles") is wrapped_angle_loss
     assert isinstance(build_loss(TrainingConfig(), "sincos"), keras.losses.MeanSquaredError)
     error = float(np.mean(wrapped_angle_loss(np.array([[np.pi - 0.01]]), np.array([[-np.pi + 0.01]]))))
-    assert error == pytest.approx(0.02 ** 2, rel=1e-3)  # 0.02 rad apart across the wrap
+    assert error == pytest.approx(0.02**2, rel=1e-3)  # 0.02 rad apart across the wrap
     with pytest.raises(ValueError, match="needs data.output_encoding: angles"):
         build_loss(TrainingConfig(loss="wrapped"), "sincos")
 

@@ -5,23 +5,21 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import mlflow
 import numpy as np
 import optuna
 import pytest
 import yaml
+from helpers import CENTER, tiny_experiment
 from optuna.trial import TrialState
 
-from helpers import CENTER, tiny_experiment
-from iklab.champion import register_and_compare
-from iklab.kinematics import fk
-from iklab.search import PruneCallback, load_search, make_study, run_search, trial_run_name
-from iklab.solver import IKSolver
 from iklab.config import experiment_from_dict
-
-pytestmark = pytest.mark.slow
+from iklab.kinematics import fk
+from iklab.registry import ComparisonRows, register_and_compare
+from iklab.search import PruneCallback, make_study, run_search, trial_run_name
+from iklab.search_config import load_search
+from iklab.solver import IKSolver
 
 BASE = tiny_experiment(rows=4000, model={"width": 32}, training={"epochs": 2})
 
@@ -30,8 +28,15 @@ def write_search(tmp_path, space, study=None, name="search.yaml"):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
     search = {
         "base": str(tmp_path / "base.yaml"),
-        "study": {"name": "tiny-study", "storage": f"sqlite:///{tmp_path}/optuna.db", "n_trials": 2,
-                  "timeout_minutes": 5, "pruner": "none", "heartbeat_seconds": 2, **(study or {})},
+        "study": {
+            "name": "tiny-study",
+            "storage": f"sqlite:///{tmp_path}/optuna.db",
+            "n_trials": 2,
+            "timeout_minutes": 5,
+            "pruner": "none",
+            "heartbeat_seconds": 2,
+            **(study or {}),
+        },
         "trial_overrides": {"training.epochs": 2},
         "final_overrides": {"training.epochs": 2},
         "space": space,
@@ -42,18 +47,23 @@ def write_search(tmp_path, space, study=None, name="search.yaml"):
 
 
 def children(client, parent_id):
-    runs = client.search_runs([client.get_run(parent_id).info.experiment_id],
-                              f"tags.mlflow.parentRunId = '{parent_id}'")
+    runs = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
     return sorted(runs, key=lambda r: r.info.start_time)
 
 
+@pytest.mark.slow
 def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_path, monkeypatch):
     # as under `mlflow run . -e search`: the project run exists and is named by MLFLOW_RUN_ID
     project = mlflow_store.create_run(mlflow_store.create_experiment("ik-jaco-search"), run_name="project")
     monkeypatch.setenv("MLFLOW_RUN_ID", project.info.run_id)
-    config = load_search(write_search(tmp_path, {"model.width": {"choices": [16, 32]},
-                                                 "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2,
-                                                                             "log": True}}))
+    config = load_search(
+        write_search(
+            tmp_path,
+            {"model.width": {"choices": [16, 32]}, "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}},
+        )
+    )
     result = run_search(config)
     assert result.counts["complete"] == 2 and result.best_trial is not None
     assert result.parent_run_id == project.info.run_id
@@ -75,8 +85,13 @@ def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_pa
     assert len(final) == 1 and final[0].info.status == "FINISHED"
     artifacts = {a.path for a in mlflow_store.list_artifacts(result.parent_run_id)}
     artifacts |= {a.path for a in mlflow_store.list_artifacts(result.parent_run_id, "plots")}
-    assert {"trials.csv", "summary.md", "plots/optimization_history.png", "plots/param_importances.png",
-            "plots/params_vs_objective.png"} <= artifacts
+    assert {
+        "trials.csv",
+        "summary.md",
+        "plots/optimization_history.png",
+        "plots/param_importances.png",
+        "plots/params_vs_objective.png",
+    } <= artifacts
     assert result.champion["promoted"] and result.champion["new_version"] == 1
     solver = IKSolver.load("models:/ik-jaco@champion", robot="jaco")
     assert np.all(np.isfinite(solver.predict(fk(solver.robot, np.tile(CENTER, (3, 1))))))
@@ -84,11 +99,17 @@ def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_pa
     assert version.tags["promoted"] == "True" and version.tags["compared_with_version"] == "none"
 
 
+@pytest.mark.slow
 def test_pruned_and_failed_trials_record_their_reasons(mlflow_store, tmp_path):
     # a learning rate of 1e-7 cannot move the outputs: R^2 ~ 0 after the first epoch
-    pruned = load_search(write_search(tmp_path, {"optimizer.learning_rate": {"choices": [1.0e-7]}},
-                                      {"name": "pruned", "diagnostic_pruning_epochs": 1, "n_trials": 1,
-                                       "finalize": False}, "p.yaml"))
+    pruned = load_search(
+        write_search(
+            tmp_path,
+            {"optimizer.learning_rate": {"choices": [1.0e-7]}},
+            {"name": "pruned", "diagnostic_pruning_epochs": 1, "n_trials": 1, "finalize": False},
+            "p.yaml",
+        )
+    )
     result = run_search(pruned)
     assert result.counts["pruned"] == 1 and result.best_trial is None
     trial = optuna.load_study(study_name="pruned", storage=pruned.study.storage).trials[0]
@@ -96,9 +117,14 @@ def test_pruned_and_failed_trials_record_their_reasons(mlflow_store, tmp_path):
     run = mlflow_store.get_run(trial.user_attrs["mlflow_run_id"])
     assert run.data.tags["state"] == "pruned" and "collapsed_to_mean" in run.data.tags["stop_reason"]
 
-    failing = load_search(write_search(tmp_path, {"optimizer.learning_rate": {"choices": [1.0e12]},
-                                                  "optimizer.name": {"choices": ["sgd"]}},
-                                       {"name": "failing", "n_trials": 1, "finalize": False}, "f.yaml"))
+    failing = load_search(
+        write_search(
+            tmp_path,
+            {"optimizer.learning_rate": {"choices": [1.0e12]}, "optimizer.name": {"choices": ["sgd"]}},
+            {"name": "failing", "n_trials": 1, "finalize": False},
+            "f.yaml",
+        )
+    )
     result = run_search(failing)
     assert result.counts["failed"] == 1
     trial = optuna.load_study(study_name="failing", storage=failing.study.storage).trials[0]
@@ -124,13 +150,20 @@ def test_prune_callback_reasons():
 
 def _worker(search_path, *extra):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-m", "iklab.search", "--experiment", str(search_path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "iklab.search", "--experiment", str(search_path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
-    path = write_search(tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}},
-                        {"name": "shared", "n_trials": 8, "finalize": False})
+    path = write_search(
+        tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}}, {"name": "shared", "n_trials": 8, "finalize": False}
+    )
     make_study(load_search(path))  # the study exists before either worker starts
     workers = [_worker(path), _worker(path)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
@@ -146,9 +179,11 @@ def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
     assert all("[trial" in out for out in outputs)  # both did work
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_path):
-    path = write_search(tmp_path, {"model.width": {"choices": [16, 32]}},
-                        {"name": "resumable", "n_trials": 3, "finalize": False})
+    path = write_search(
+        tmp_path, {"model.width": {"choices": [16, 32]}}, {"name": "resumable", "n_trials": 3, "finalize": False}
+    )
     storage = f"sqlite:///{tmp_path}/optuna.db"
     worker = _worker(path)
     deadline = time.monotonic() + 300
@@ -172,27 +207,30 @@ def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_
     assert result.counts == {"complete": 3, "pruned": 0, "failed": 1, "running": 0}
 
 
+@pytest.mark.slow
 def test_champion_moves_only_when_better(mlflow_store, tmp_path):
     from iklab.train import train
 
     mlflow.set_experiment("promotion")
     experiment = experiment_from_dict(BASE)
     first = train(experiment, log_model=True)
-    decision = register_and_compare("ik-test", first, experiment)
+    test = first.dataset.test.head(experiment.evaluation.test_rows)
+    rows = ComparisonRows(first.dataset.robot, test.poses(), test.q, first.dataset.digest)
+    error = first.metrics["test/position_error_mm_median"]
+
+    def register(median):
+        return register_and_compare("ik-test", first.model_uri, first.run_id, median, rows)
+
+    decision = register(error)
     assert decision["promoted"] and decision["previous_version"] is None
-    worse = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
-                                    first.metrics["test/position_error_mm_median"] + 10})
-    decision = register_and_compare("ik-test", worse, experiment)
+    decision = register(error + 10)  # worse
     assert not decision["promoted"] and decision["previous_version"] == 1
     assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "1"
-    better = replace(first, metrics={**first.metrics, "test/position_error_mm_median":
-                                     first.metrics["test/position_error_mm_median"] - 1})
     # the champion's recorded data differ: it is re-evaluated on the same test rows, not trusted
     mlflow_store.set_model_version_tag("ik-test", "1", "dataset_digest", "something-else")
-    decision = register_and_compare("ik-test", better, experiment)
+    decision = register(error - 1)  # better
     assert decision["promoted"] and decision["new_version"] == 3
-    assert decision["previous_test_median_mm"] == pytest.approx(first.metrics["test/position_error_mm_median"],
-                                                                rel=1e-3)
+    assert decision["previous_test_median_mm"] == pytest.approx(error, rel=1e-3)
     assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "3"
 
 
@@ -209,6 +247,7 @@ def test_bad_search_files(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="unknown key model.widht"):
         load_search(bad)
-    assert trial_run_name(7, experiment_from_dict({**BASE, "model": {"depth": 4, "width": 256,
-                                                                     "batch_norm": "before"}})) \
+    assert (
+        trial_run_name(7, experiment_from_dict({**BASE, "model": {"depth": 4, "width": 256, "batch_norm": "before"}}))
         == "t007 mlp 4x256 relu bn-before"
+    )

@@ -17,17 +17,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import CENTER, HEALTHY, tiny_experiment
 from mlflow.exceptions import MlflowException
 from spatialmath import SE3
 
-from helpers import CENTER, HEALTHY, tiny_experiment
 from iklab.config import experiment_from_dict
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
 from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
 from iklab.solver import IKSolver
 from iklab.train import train
 
-pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained(module_mlflow_store):
@@ -42,6 +41,7 @@ def _targets(n, seed=1):
     return q, fk(load_robot("jaco"), q)
 
 
+@pytest.mark.slow
 def test_solve_refines_to_tolerance_in_the_trained_branch(trained):
     solver = IKSolver.load(trained.model_uri, robot="jaco")
     q_true, poses = _targets(300)
@@ -53,13 +53,15 @@ def test_solve_refines_to_tolerance_in_the_trained_branch(trained):
     assert result.position_error_m[ok].max() <= 1e-5 and result.rotation_error_rad[ok].max() <= math.radians(0.01)
     # errors are FK-verified, not the solver's word
     check = fk(solver.robot, result.q)
-    np.testing.assert_allclose(np.linalg.norm(check[:, :3, 3] - poses[:, :3, 3], axis=1),
-                               result.position_error_m, atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(check[:, :3, 3] - poses[:, :3, 3], axis=1), result.position_error_m, atol=1e-12
+    )
     same_branch = np.max(np.abs((result.q - q_true + np.pi) % (2 * np.pi) - np.pi), axis=1) < math.radians(1)
     assert same_branch.mean() >= 0.99 and result.within_region[ok].mean() >= 0.95
     assert result.iterations.max() <= 50
 
 
+@pytest.mark.slow
 def test_each_input_type_and_local_path(trained, tmp_path):
     local = mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path))
     solver = IKSolver.load(local)
@@ -74,6 +76,7 @@ def test_each_input_type_and_local_path(trained, tmp_path):
     np.testing.assert_allclose(many.q, batch.q, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_bad_input_names_rows_and_unreachable_is_reported(trained):
     solver = IKSolver.load(trained.model_uri)
     _, poses = _targets(4)
@@ -94,6 +97,7 @@ def test_bad_input_names_rows_and_unreachable_is_reported(trained):
     assert result.success[1:].all()
 
 
+@pytest.mark.slow
 def test_load_errors(trained, tmp_path):
     with pytest.raises(ValueError, match="trained for robot 'jaco', not 'ur5'"):
         IKSolver.load(trained.model_uri, robot="ur5")
@@ -114,6 +118,7 @@ def champion(trained):
     return f"models:/ik-jaco/{version}"
 
 
+@pytest.mark.slow
 def test_registry_uris_and_the_bare_network(trained, champion, tmp_path):
     _, poses = _targets(5)
     expected = IKSolver.load(trained.model_uri).solve(poses, refine=False).q
@@ -125,6 +130,7 @@ def test_registry_uris_and_the_bare_network(trained, champion, tmp_path):
     np.testing.assert_allclose(network.solve(poses, refine=False).q, expected, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_readme_robot_example_runs(champion, capsys):
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = re.search(r"<!-- robot-example -->\n```python\n(.*?)```", readme, re.S)
@@ -139,10 +145,10 @@ def test_readme_robot_example_runs(champion, capsys):
 
 
 def _pose_rows(poses) -> pd.DataFrame:
-    return pd.DataFrame(np.hstack([poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3])]),
-                        columns=POSE_COLUMNS)
+    return pd.DataFrame(np.hstack([poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3])]), columns=POSE_COLUMNS)
 
 
+@pytest.mark.slow
 def test_pyfunc_predicts_joints_and_refuses_bad_rows(trained):
     model = mlflow.pyfunc.load_model(trained.model_uri)
     _, poses = _targets(50)
@@ -150,11 +156,17 @@ def test_pyfunc_predicts_joints_and_refuses_bad_rows(trained):
     rows.iloc[::2, 3:] *= -1  # q and -q are the same rotation
     out = model.predict(rows)
     assert list(out.columns) == [f"q{i}" for i in range(6)] + [
-        "position_error_m", "rotation_error_rad", "success", "within_region", "iterations"]
+        "position_error_m",
+        "rotation_error_rad",
+        "success",
+        "within_region",
+        "iterations",
+    ]
     assert out["success"].mean() >= 0.95 and out["position_error_m"][out["success"]].max() <= 1e-5
     check = fk(load_robot("jaco"), out[[f"q{i}" for i in range(6)]].to_numpy())
-    np.testing.assert_allclose(np.linalg.norm(check[:, :3, 3] - poses[:, :3, 3], axis=1),
-                               out["position_error_m"], atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.norm(check[:, :3, 3] - poses[:, :3, 3], axis=1), out["position_error_m"], atol=1e-12
+    )
     raw = model.predict(rows, params={"refine": False})
     assert (raw["iterations"] == 0).all() and raw["position_error_m"].median() > 1e-4
     bad = rows.copy()
@@ -174,7 +186,7 @@ def test_load_refuses_a_model_without_iklab_metadata(tmp_path):
 
 
 class _Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return model_input
 
 
@@ -185,8 +197,7 @@ def _free_port() -> int:
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -194,17 +205,32 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_served_champion_answers_over_http(champion, tmp_path):
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    log = open(tmp_path / "serve.log", "w+")
+    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 (outlives the block: closed after the server stops)
     server = subprocess.Popen(
-        [str(mlflow_cli), "models", "serve", "-m", "models:/ik-jaco@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(mlflow_cli),
+            "models",
+            "serve",
+            "-m",
+            "models:/ik-jaco@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         # the server execs `uvicorn` from PATH: the venv's, as under `make`
-        env={**os.environ, "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+        env={**os.environ, "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -220,9 +246,13 @@ def test_served_champion_answers_over_http(champion, tmp_path):
             time.sleep(1)
         _, poses = _targets(20)
         rows = _pose_rows(poses)
-        status, body = _post(f"{base}/invocations", {
-            "dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()},
-            "params": {"refine": True}})
+        status, body = _post(
+            f"{base}/invocations",
+            {
+                "dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()},
+                "params": {"refine": True},
+            },
+        )
         assert status == 200, body
         answers = pd.DataFrame(body["predictions"])
         assert len(answers) == 20 and answers["success"].mean() >= 0.95
@@ -230,8 +260,9 @@ def test_served_champion_answers_over_http(champion, tmp_path):
         reached = fk(load_robot("jaco"), q)
         assert np.linalg.norm(reached[:, :3, 3] - poses[:, :3, 3], axis=1)[answers["success"]].max() <= 1e-5
         rows.loc[4, "qw"] = 3.0
-        status, body = _post(f"{base}/invocations", {
-            "dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()}})
+        status, body = _post(
+            f"{base}/invocations", {"dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()}}
+        )
         assert status == 400 and "rows [4]" in body["message"], body
     finally:
         _stop(server)
@@ -252,10 +283,12 @@ def _stop(server: subprocess.Popen) -> None:
             continue
 
 
+@pytest.mark.slow
 def test_angle_output_models_load_without_their_custom_loss(module_mlflow_store):
     # `angles` outputs train with iklab's wrapped_angle_loss; loading for inference must not need it
-    result = train(experiment_from_dict(tiny_experiment("tiny-angles", data={"output_encoding": "angles"},
-                                                        training={"epochs": 2})))
+    result = train(
+        experiment_from_dict(tiny_experiment("tiny-angles", data={"output_encoding": "angles"}, training={"epochs": 2}))
+    )
     assert result.status == "finished"
     _, poses = _targets(20)
     solver = IKSolver.load(result.model_uri)

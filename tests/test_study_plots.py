@@ -2,16 +2,26 @@
 
 import io
 import math
+import subprocess
+import sys
 import warnings
 
+import matplotlib
 import numpy as np
 import optuna
 import pytest
 from matplotlib.figure import Figure
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from iklab.study_plots import (EDGE_WARNING, VALUE_LABEL, edge_warnings, optimization_history,
-                               param_importances, params_vs_objective, trials_table)
+from iklab.study_plots import (
+    EDGE_WARNING,
+    VALUE_LABEL,
+    edge_warnings,
+    optimization_history,
+    param_importances,
+    params_vs_objective,
+    trials_table,
+)
 
 PARAMS = ["learning_rate", "depth", "activation"]
 ACTIVATION_PENALTY_MM = {"relu": 0.0, "tanh": 1.0, "gelu": 0.5}
@@ -27,8 +37,12 @@ def _search_objective(best_log10_learning_rate):
         activation = trial.suggest_categorical("activation", list(ACTIVATION_PENALTY_MM))
         if trial.number == FAILING_TRIAL:
             raise RuntimeError("simulated out-of-memory")
-        error_mm = (2.0 + 8.0 * abs(math.log10(learning_rate) - best_log10_learning_rate)
-                    + 0.5 * (depth - 3) ** 2 + ACTIVATION_PENALTY_MM[activation])
+        error_mm = (
+            2.0
+            + 8.0 * abs(math.log10(learning_rate) - best_log10_learning_rate)
+            + 0.5 * (depth - 3) ** 2
+            + ACTIVATION_PENALTY_MM[activation]
+        )
         trial.set_user_attr("rotation_error_deg", error_mm / 10)
         for epoch in range(3):
             trial.report(error_mm * (3 - epoch), step=epoch)  # worse early, like a learning curve
@@ -95,8 +109,7 @@ def test_optimization_history_shows_complete_pruned_and_running_best(study):
     assert all(note in ax.get_title() for note in (f"{n_pruned} pruned", "1 failed", "1 running"))
 
     (pruned,) = _by_gid(ax, "pruned")
-    expected = {(t.number, t.intermediate_values[t.last_step])
-                for t in states[optuna.trial.TrialState.PRUNED]}
+    expected = {(t.number, t.intermediate_values[t.last_step]) for t in states[optuna.trial.TrialState.PRUNED]}
     assert {tuple(point) for point in pruned.get_offsets()} == expected
     (complete,) = _by_gid(ax, "complete")
     assert len(complete.get_offsets()) == len(states[optuna.trial.TrialState.COMPLETE])
@@ -123,6 +136,27 @@ def test_param_importances_ranks_every_parameter(study):
     assert ax.get_yticklabels()[-1].get_text() == "learning_rate"
 
 
+def test_param_importances_draws_optunas_values(study):
+    # The computation is the library's; only the drawing is ours.
+    ax = param_importances(study).axes[0]
+    drawn = {label.get_text(): bar.get_width() for label, bar in zip(ax.get_yticklabels(), ax.patches, strict=True)}
+    assert drawn == pytest.approx(dict(optuna.importance.get_param_importances(study)))
+
+
+def test_figures_leave_no_pyplot_figures_or_global_style_behind(study):
+    # Why the drawing is not optuna.visualization.matplotlib: that registers pyplot figures and
+    # switches the whole process to the ggplot style.
+    rc_before = {key: str(value) for key, value in matplotlib.rcParams.items()}
+    figures = [make_figure(study) for make_figure in FIGURES]
+    assert all(figure.canvas.manager is None for figure in figures)  # not registered with pyplot
+    assert {key: str(value) for key, value in matplotlib.rcParams.items()} == rc_before
+    code = "import sys, iklab.study_plots; print('matplotlib.pyplot' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
+
+
 def _message(figure):
     return "\n".join(text.get_text() for text in figure.texts)
 
@@ -133,11 +167,14 @@ def _constant_parameter_study():
     return study
 
 
-@pytest.mark.parametrize("make_study, reason", [
-    (optuna.create_study, "at least 2 complete trials"),
-    (_one_trial_study, "at least 2 complete trials"),
-    (_constant_parameter_study, "No parameter varies"),
-])
+@pytest.mark.parametrize(
+    "make_study, reason",
+    [
+        (optuna.create_study, "at least 2 complete trials"),
+        (_one_trial_study, "at least 2 complete trials"),
+        (_constant_parameter_study, "No parameter varies"),
+    ],
+)
 def test_param_importances_explains_an_empty_figure(make_study, reason):
     figure = param_importances(make_study(), title="degenerate")
     assert isinstance(figure, Figure) and figure.axes == []
@@ -153,7 +190,7 @@ def test_param_importances_shows_optuna_errors_and_warnings(study, monkeypatch):
     assert figure.axes == [] and "zero total variance" in _message(figure)
 
     def equal_with_warning(study):
-        warnings.warn("Parameter importances will be equal.", UserWarning)
+        warnings.warn("Parameter importances will be equal.", UserWarning, stacklevel=2)
         return {name: 1 / 3 for name in PARAMS}
 
     monkeypatch.setattr(optuna.importance, "get_param_importances", equal_with_warning)
@@ -175,8 +212,9 @@ def test_params_vs_objective_has_one_panel_per_parameter(study):
     for name in ("learning_rate", "depth"):
         (star,) = _by_gid(panels[name], "best")
         assert tuple(star.get_offsets()[0]) == pytest.approx((best.params[name], best.value))
-        assert len(_by_gid(panels[name], "trials")[0].get_offsets()) == len(study.get_trials(
-            states=(optuna.trial.TrialState.COMPLETE,)))
+        assert len(_by_gid(panels[name], "trials")[0].get_offsets()) == len(
+            study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        )
     (star,) = _by_gid(panels["activation"], "best")
     category = list(ACTIVATION_PENALTY_MM).index(best.params["activation"])
     assert abs(star.get_offsets()[0][0] - category) < 0.5
@@ -191,7 +229,7 @@ def test_params_vs_objective_wraps_after_four_columns():
 
 
 def test_edge_warnings_flag_a_best_value_at_the_boundary(edge_study):
-    assert edge_study.best_params["learning_rate"] < 10 ** -3.7  # the setup: best in the lowest tenth
+    assert edge_study.best_params["learning_rate"] < 10**-3.7  # the setup: best in the lowest tenth
     assert edge_warnings(edge_study) == ["learning_rate"]
     panels = _panels(params_vs_objective(edge_study))
     assert EDGE_WARNING in panels["learning_rate"].get_title()
@@ -207,17 +245,20 @@ def _study_with_best(params, distributions):
     """One good trial at params and a worse one at the centre of every range."""
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=1.0))
-    centre = {"learning_rate": 10 ** -2.5, "depth": 3}
+    centre = {"learning_rate": 10**-2.5, "depth": 3}
     study.add_trial(optuna.trial.create_trial(params=centre, distributions=distributions, value=2.0))
     return study
 
 
-@pytest.mark.parametrize("learning_rate, depth, flagged", [
-    (1e-3, 3, []),                    # 0.9 % of the linear range, but a third of the way in log space
-    (1.9e-4, 3, ["learning_rate"]),   # log position 0.09
-    (1e-4, 5, ["learning_rate", "depth"]),
-    (0.09, 1, ["learning_rate", "depth"]),
-])
+@pytest.mark.parametrize(
+    "learning_rate, depth, flagged",
+    [
+        (1e-3, 3, []),  # 0.9 % of the linear range, but a third of the way in log space
+        (1.9e-4, 3, ["learning_rate"]),  # log position 0.09
+        (1e-4, 5, ["learning_rate", "depth"]),
+        (0.09, 1, ["learning_rate", "depth"]),
+    ],
+)
 def test_edge_warnings_measure_log_ranges_in_log_space(learning_rate, depth, flagged):
     distributions = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True), "depth": IntDistribution(1, 5)}
     study = _study_with_best({"learning_rate": learning_rate, "depth": depth}, distributions)
@@ -227,9 +268,13 @@ def test_edge_warnings_measure_log_ranges_in_log_space(learning_rate, depth, fla
 def test_edge_warnings_ignore_categorical_and_studies_without_a_result():
     study = optuna.create_study()
     assert edge_warnings(study) == []
-    study.add_trial(optuna.trial.create_trial(
-        params={"activation": "relu"},
-        distributions={"activation": CategoricalDistribution(["relu", "tanh"])}, value=1.0))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"activation": "relu"},
+            distributions={"activation": CategoricalDistribution(["relu", "tanh"])},
+            value=1.0,
+        )
+    )
     assert edge_warnings(study) == []
 
 
@@ -258,8 +303,11 @@ def _only_failed_and_pruned_study():
 
 
 FIGURES = [optimization_history, param_importances, params_vs_objective]
-STUDIES = {"empty": optuna.create_study, "one_trial": _one_trial_study,
-           "failed_and_pruned": _only_failed_and_pruned_study}
+STUDIES = {
+    "empty": optuna.create_study,
+    "one_trial": _one_trial_study,
+    "failed_and_pruned": _only_failed_and_pruned_study,
+}
 
 
 @pytest.mark.parametrize("make_figure", FIGURES, ids=lambda f: f.__name__)

@@ -1,13 +1,16 @@
+import re
+import subprocess
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-
 from helpers import HEALTHY, tiny_experiment
+
 from iklab.config import experiment_from_dict
-from iklab.data import decode_outputs
+from iklab.encodings import decode_outputs
 from iklab.kinematics import fk
-from iklab.mlflow_logging import MODEL_METADATA_KEY
+from iklab.metadata import MODEL_METADATA_KEY
 from iklab.solver import IKSolver
 from iklab.train import main, train
 
@@ -22,21 +25,41 @@ def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(mlflow_store, ja
     assert run.info.status == "FINISHED"
     assert mlflow_store.get_experiment(run.info.experiment_id).name == "ik-jaco-train"
     metrics = run.data.metrics
-    for key in ("test/position_error_mm_median", "test/rotation_error_deg_median", "test/joint_error_deg_j0",
-                "baseline/knn/position_error_mm_median", "baseline/mean/position_error_mm_median",
-                "best_val_loss", "best_epoch", "loss", "val_loss", "learning_rate", "r2_mean",
-                "dead_fraction/act_1", "grad_norm/dense_1", "update_ratio/dense_2"):
+    for key in (
+        "test/position_error_mm_median",
+        "test/rotation_error_deg_median",
+        "test/joint_error_deg_j0",
+        "baseline/knn/position_error_mm_median",
+        "baseline/mean/position_error_mm_median",
+        "best_val_loss",
+        "best_epoch",
+        "loss",
+        "val_loss",
+        "learning_rate",
+        "r2_mean",
+        "dead_fraction/act_1",
+        "grad_norm/dense_1",
+        "update_ratio/dense_2",
+    ):
         assert key in metrics, key
     assert len(mlflow_store.get_metric_history(result.run_id, "dead_fraction/act_2")) == len(result.history) == 12
     # the network learned: far better than predicting the mean
     assert metrics["test/position_error_mm_median"] < 0.5 * metrics["baseline/mean/position_error_mm_median"]
     assert run.data.params["model.width"] == "128" and run.data.params["data.region"] == "custom"
-    assert len(run.data.tags["git_commit"]) >= 7 and run.data.tags["dataset"].startswith("jaco-custom-")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    commit = run.data.tags["git_commit"]
+    assert re.fullmatch(r"[0-9a-f]{40}", commit) and commit == head.stdout.strip()
+    assert run.data.tags["dataset"].startswith("jaco-custom-")
     assert result.flags == [] and run.data.tags["flags"] == "none"  # a healthy run raises no flag
     artifacts = {a.path for a in mlflow_store.list_artifacts(result.run_id)}
     artifacts |= {a.path for a in mlflow_store.list_artifacts(result.run_id, "plots")}
-    assert {"config.yaml", "diagnosis.md", "plots/learning_curves.png", "plots/dead_units.png",
-            "plots/error_histograms.png"} <= artifacts
+    assert {
+        "config.yaml",
+        "diagnosis.md",
+        "plots/learning_curves.png",
+        "plots/dead_units.png",
+        "plots/error_histograms.png",
+    } <= artifacts
     assert len(run.inputs.dataset_inputs) == 1
 
     assert "python_function" in mlflow.models.get_model_info(result.model_uri).flavors  # servable
@@ -53,8 +76,9 @@ def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(mlflow_store, ja
 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_and_keeps_what_was_logged(mlflow_store):
-    config = experiment_from_dict({**TINY, "optimizer": {"name": "sgd", "learning_rate": 1e12},
-                                   "training": {"epochs": 3, "batch_size": 128}})
+    config = experiment_from_dict(
+        {**TINY, "optimizer": {"name": "sgd", "learning_rate": 1e12}, "training": {"epochs": 3, "batch_size": 128}}
+    )
     mlflow.set_experiment("diverged-child")
     with mlflow.start_run(run_name="parent") as parent:  # as under a study or a diagnosis case
         result = train(config, parent_run_id=parent.info.run_id)

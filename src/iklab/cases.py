@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import keras
 import mlflow
@@ -34,15 +35,28 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from . import mlflow_logging as logging_
-from .config import (ConfigError, DiagnosticsConfig, OptimizerConfig, apply_overrides, build_dataclass,
-                     experiment_from_dict, read_yaml)
+from .config import (
+    ConfigError,
+    DiagnosticsConfig,
+    OptimizerConfig,
+    apply_overrides,
+    build_dataclass,
+    experiment_from_dict,
+    read_yaml,
+)
+from .console import quiet_console
 from .diagnostics import DiagnosticsCallback, diagnosis_markdown, evaluate_flags
+from .metric_names import R2_MEAN
 from .models import build_optimizer, count_parameters
 from .toy_problems import PROBLEMS
 from .train import TrainResult, mark_diverged, train
 
+T = TypeVar("T")
+
 EXPERIMENT = "diagnosis-cases"
-CASES_DIR = Path(__file__).resolve().parents[2] / "experiments" / "cases"
+# Relative to the working directory, like every path in iklab's commands (run from the repository, as
+# `make cases` and `mlflow run` do); `--cases-dir` points elsewhere.
+CASES_DIR = Path("experiments") / "cases"
 VARIANTS = ("broken", "fixed")
 
 
@@ -93,7 +107,7 @@ class Case:
     quick: dict = field(default_factory=dict)  # dotted overrides of both, for seconds-long runs
     source: str = ""
 
-    def experiment(self, variant: str, quick: bool = False):
+    def experiment(self, variant: str, quick: bool = False) -> ToyExperiment:
         """The broken or fixed experiment config (IK: ExperimentConfig; else ToyExperiment)."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be broken or fixed, got {variant!r}")
@@ -116,12 +130,15 @@ class CaseResult:
     @property
     def diagnosed(self) -> bool:
         """The broken run raised every expected flag; the fixed run raised none."""
-        return (set(self.case.expected_flags) <= set(self.variants["broken"].flags)
-                and not self.variants["fixed"].flags)
+        return set(self.case.expected_flags) <= set(self.variants["broken"].flags) and not self.variants["fixed"].flags
 
 
-def case_paths() -> list[Path]:
-    return sorted(CASES_DIR.glob("*.yaml"))
+def case_paths(directory: str | Path = CASES_DIR) -> list[Path]:
+    """The case files in ``directory``; ConfigError if there are none."""
+    paths = sorted(Path(directory).glob("*.yaml"))
+    if not paths:
+        raise ConfigError(f"no case files (*.yaml) in {directory}: run from the repository or pass --cases-dir")
+    return paths
 
 
 def load_case(path: str | Path) -> Case:
@@ -139,15 +156,16 @@ def load_case(path: str | Path) -> Case:
 # --- running one variant ------------------------------------------------------------------
 
 
-def _rmse(y_true, y_pred):
+def _rmse(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return keras.ops.sqrt(keras.ops.mean(keras.ops.square(y_pred - y_true)))
 
 
 _LOSSES = {"mse": "mse", "rmse": _rmse}
 
 
-def train_toy(config: ToyExperiment, *, parent_run_id: str | None = None, run_name: str | None = None,
-              tags: dict | None = None) -> TrainResult:
+def train_toy(
+    config: ToyExperiment, *, parent_run_id: str | None = None, run_name: str | None = None, tags: dict | None = None
+) -> TrainResult:
     """Train one toy experiment with iklab's diagnostics and MLflow logging; flags in the result."""
     problem = PROBLEMS[config.problem]
     if config.training.loss not in _LOSSES:
@@ -160,31 +178,52 @@ def train_toy(config: ToyExperiment, *, parent_run_id: str | None = None, run_na
     loss = _LOSSES[config.training.loss]
     model.compile(optimizer=build_optimizer(config.optimizer, steps, epochs), loss=loss)
     probe = slice(0, config.diagnostics.probe_rows)
-    diagnostics = DiagnosticsCallback(arrays.x_val[probe], arrays.y_val[probe], loss_fn=loss,
-                                      grad_batch=(arrays.x_train[:batch], arrays.y_train[:batch]))
-    with logging_.training_run(run_name or config.name, EXPERIMENT, parent_run_id=parent_run_id,
-                               tags=tags) as run:
+    diagnostics = DiagnosticsCallback(
+        arrays.x_val[probe],
+        arrays.y_val[probe],
+        loss_fn=loss,
+        grad_batch=(arrays.x_train[:batch], arrays.y_train[:batch]),
+    )
+    with logging_.training_run(run_name or config.name, EXPERIMENT, parent_run_id=parent_run_id, tags=tags) as run:
         logging_.log_config(config, count_parameters(model), len(arrays.x_train))
         mlflow.set_tag("problem", config.problem)
         epoch_logger = logging_.EpochLogger(run.info.run_id, epochs)
         started = time.perf_counter()
-        model.fit(arrays.x_train, arrays.y_train, validation_data=(arrays.x_val, arrays.y_val), epochs=epochs,
-                  batch_size=batch, shuffle=True, verbose=0,
-                  callbacks=[diagnostics, epoch_logger, keras.callbacks.TerminateOnNaN()])
-        result = TrainResult("finished", run.info.run_id, history=epoch_logger.history, model=model,
-                             train_seconds=time.perf_counter() - started)
+        model.fit(
+            arrays.x_train,
+            arrays.y_train,
+            validation_data=(arrays.x_val, arrays.y_val),
+            epochs=epochs,
+            batch_size=batch,
+            shuffle=True,
+            verbose=0,
+            callbacks=[diagnostics, epoch_logger, keras.callbacks.TerminateOnNaN()],
+        )
+        result = TrainResult(
+            "finished",
+            run.info.run_id,
+            history=epoch_logger.history,
+            model=model,
+            train_seconds=time.perf_counter() - started,
+        )
         flags = evaluate_flags(diagnostics.history, warmup_epochs=config.diagnostics.warmup_epochs)
         result.flags = [f.name for f in flags]
         if mark_diverged(result):
-            logging_.log_failure(result, flags, diagnostics.history)
+            logging_.log_failure(result.reason, flags, diagnostics.history)
             return result
         result.metrics = {**problem.evaluate(model, arrays), "train_seconds": result.train_seconds}
-        logging_.log_results(config, result, flags, diagnostics.history,
-                             diagnosis_markdown(flags, diagnostics.history, title=f"Diagnosis: {config.name}"))
+        logging_.log_results(
+            config,
+            result.metrics,
+            result.history,
+            flags,
+            diagnostics.history,
+            diagnosis_markdown(flags, diagnostics.history, title=f"Diagnosis: {config.name}"),
+        )
     return result
 
 
-def _call(function, section: str, *args, **kwargs):
+def _call(function: Callable[..., T], section: str, *args: object, **kwargs: object) -> T:
     """A problem's function with the config's keywords; an unknown keyword is the user's mistake."""
     try:
         inspect.signature(function).bind(*args, **kwargs)
@@ -208,8 +247,14 @@ def run_variant(case: Case, variant: str, *, parent_run_id: str, quick: bool = F
 def run_case(case: Case, *, parent_run_id: str | None = None, quick: bool = False) -> CaseResult:
     """Broken and fixed under one case run, then the comparison table and figure on that run."""
     with logging_.training_run(case.title, EXPERIMENT, parent_run_id=parent_run_id) as run:
-        mlflow.set_tags({"case": case.name, "role": "case", "question": case.question,
-                         "expected_flags": ",".join(case.expected_flags)})
+        mlflow.set_tags(
+            {
+                "case": case.name,
+                "role": "case",
+                "question": case.question,
+                "expected_flags": ",".join(case.expected_flags),
+            }
+        )
         mlflow.log_params({"case.file": case.source, "case.quick": quick, "case.problem": case.problem})
         variants = {v: run_variant(case, v, parent_run_id=run.info.run_id, quick=quick) for v in VARIANTS}
         result = CaseResult(case, run.info.run_id, variants)
@@ -223,11 +268,16 @@ def _log_comparison(result: CaseResult) -> None:
     for variant, run in result.variants.items():
         metrics[f"{variant}/{case.metric.key}"] = run.metrics.get(case.metric.key, math.nan)
         metrics[f"{variant}/flag_count"] = len(run.flags)
-        metrics[f"{variant}/final_r2_mean"] = _last(run.history, "r2_mean")
+        metrics[f"{variant}/final_r2_mean"] = _last(run.history, R2_MEAN)
     metrics["diagnosed"] = float(result.diagnosed)
     mlflow.log_metrics(metrics)
-    mlflow.set_tags({"broken_flags": ",".join(broken.flags) or "none", "fixed_flags": ",".join(fixed.flags) or "none",
-                     "verdict": "diagnosed" if result.diagnosed else "NOT diagnosed"})
+    mlflow.set_tags(
+        {
+            "broken_flags": ",".join(broken.flags) or "none",
+            "fixed_flags": ",".join(fixed.flags) or "none",
+            "verdict": "diagnosed" if result.diagnosed else "NOT diagnosed",
+        }
+    )
     mlflow.log_text(comparison_markdown(result), "comparison.md")
     mlflow.log_figure(comparison_figure(result), "comparison.png")
 
@@ -238,18 +288,34 @@ def _last(history: list[dict], key: str) -> float:
 
 def comparison_markdown(result: CaseResult) -> str:
     case, m = result.case, result.case.metric
-    lines = [f"# {case.title}", "", f"Question: `questions/{case.question}`", "", f"**Symptom.** {case.symptom}", "",
-             f"**Fix.** {case.fix}", "", f"Expected flags on the broken run: {', '.join(case.expected_flags)}.", "",
-             f"| run | flags | {m.label} | " + (f"{m.baseline_label} | " if m.baseline else "")
-             + "final probe R^2 | final loss | final val_loss | epochs | seconds |",
-             "| --- | --- | ---: | " + ("---: | " if m.baseline else "") + "---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"# {case.title}",
+        "",
+        f"Question: `questions/{case.question}`",
+        "",
+        f"**Symptom.** {case.symptom}",
+        "",
+        f"**Fix.** {case.fix}",
+        "",
+        f"Expected flags on the broken run: {', '.join(case.expected_flags)}.",
+        "",
+        f"| run | flags | {m.label} | "
+        + (f"{m.baseline_label} | " if m.baseline else "")
+        + "final probe R^2 | final loss | final val_loss | epochs | seconds |",
+        "| --- | --- | ---: | " + ("---: | " if m.baseline else "") + "---: | ---: | ---: | ---: | ---: |",
+    ]
     for variant, run in result.variants.items():
         baseline = f"{run.metrics.get(m.baseline, math.nan):.4g} | " if m.baseline else ""
-        lines.append(f"| {variant} | {', '.join(run.flags) or 'none'} | {run.metrics.get(m.key, math.nan):.4g} | "
-                     f"{baseline}{_last(run.history, 'r2_mean'):.3f} | {_last(run.history, 'loss'):.4g} | "
-                     f"{_last(run.history, 'val_loss'):.4g} | {len(run.history)} | {run.train_seconds:.1f} |")
-    verdict = ("diagnosed: the broken run raised every expected flag and the fixed run none" if result.diagnosed
-               else "NOT diagnosed: the flags differ from the expected ones (see each run's diagnosis.md)")
+        lines.append(
+            f"| {variant} | {', '.join(run.flags) or 'none'} | {run.metrics.get(m.key, math.nan):.4g} | "
+            f"{baseline}{_last(run.history, 'r2_mean'):.3f} | {_last(run.history, 'loss'):.4g} | "
+            f"{_last(run.history, 'val_loss'):.4g} | {len(run.history)} | {run.train_seconds:.1f} |"
+        )
+    verdict = (
+        "diagnosed: the broken run raised every expected flag and the fixed run none"
+        if result.diagnosed
+        else "NOT diagnosed: the flags differ from the expected ones (see each run's diagnosis.md)"
+    )
     return "\n".join(lines + ["", f"**Verdict:** {verdict}."]) + "\n"
 
 
@@ -262,16 +328,46 @@ def comparison_figure(result: CaseResult) -> Figure:
     for variant, run in result.variants.items():
         epochs = [h["epoch"] + 1 for h in run.history]
         label = f"{variant} ({', '.join(run.flags) or 'no flags'})"
-        loss_ax.plot(epochs, [h.get("val_loss", np.nan) for h in run.history], marker="o", markersize=3,
-                     color=colours[variant], label=label)
-        r2_ax.plot(epochs, [h.get("r2_mean", np.nan) for h in run.history], marker="o", markersize=3,
-                   color=colours[variant], label=variant)
+        loss_ax.plot(
+            epochs,
+            [h.get("val_loss", np.nan) for h in run.history],
+            marker="o",
+            markersize=3,
+            color=colours[variant],
+            label=label,
+        )
+        r2_ax.plot(
+            epochs,
+            [h.get(R2_MEAN, np.nan) for h in run.history],
+            marker="o",
+            markersize=3,
+            color=colours[variant],
+            label=variant,
+        )
     loss_ax.set(yscale="log", xlabel="epoch", ylabel="validation loss", title="Validation loss")
     loss_ax.legend(fontsize=8)
     r2_ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
-    r2_ax.set(xlabel="epoch", ylabel="mean R² of the probe", title="R² (0 = predicts the mean)",
-              ylim=(max(-5.0, min(-0.05, *[h.get("r2_mean", 0.0) for r in result.variants.values()
-                                            for h in r.history if np.isfinite(h.get("r2_mean", 0.0))]) - 0.1), 1.05))
+    r2_ax.set(
+        xlabel="epoch",
+        ylabel="mean R² of the probe",
+        title="R² (0 = predicts the mean)",
+        ylim=(
+            max(
+                -5.0,
+                min(
+                    -0.05,
+                    *[
+                        h.get(R2_MEAN, 0.0)
+                        for r in result.variants.values()
+                        for h in r.history
+                        if np.isfinite(h.get(R2_MEAN, 0.0))
+                    ],
+                )
+                - 0.1,
+            ),
+            1.05,
+        ),
+    )
     r2_ax.legend(fontsize=8)
     names, values, bar_colours = [], [], []
     for variant, run in result.variants.items():
@@ -292,14 +388,19 @@ def comparison_figure(result: CaseResult) -> Figure:
 
 
 def summary_markdown(results: list[CaseResult]) -> str:
-    lines = ["# Diagnosis cases", "",
-             "| case | broken: flags | fixed: flags | metric | broken | fixed | verdict |",
-             "| --- | --- | --- | --- | ---: | ---: | --- |"]
+    lines = [
+        "# Diagnosis cases",
+        "",
+        "| case | broken: flags | fixed: flags | metric | broken | fixed | verdict |",
+        "| --- | --- | --- | --- | ---: | ---: | --- |",
+    ]
     for r in results:
         b, f, m = r.variants["broken"], r.variants["fixed"], r.case.metric
-        lines.append(f"| {r.case.title} | {', '.join(b.flags) or 'none'} | {', '.join(f.flags) or 'none'} | "
-                     f"{m.label} | {b.metrics.get(m.key, math.nan):.4g} | {f.metrics.get(m.key, math.nan):.4g} | "
-                     f"{'diagnosed' if r.diagnosed else 'NOT diagnosed'} |")
+        lines.append(
+            f"| {r.case.title} | {', '.join(b.flags) or 'none'} | {', '.join(f.flags) or 'none'} | "
+            f"{m.label} | {b.metrics.get(m.key, math.nan):.4g} | {f.metrics.get(m.key, math.nan):.4g} | "
+            f"{'diagnosed' if r.diagnosed else 'NOT diagnosed'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -311,22 +412,27 @@ def run_cases(cases: list[Case], *, quick: bool = False) -> list[CaseResult]:
         started = time.perf_counter()
         for case in cases:
             results.append(run_case(case, parent_run_id=run.info.run_id, quick=quick))
-        mlflow.log_metrics({"cases_diagnosed": sum(r.diagnosed for r in results), "cases_run": len(results),
-                            "wall_seconds": time.perf_counter() - started})
+        mlflow.log_metrics(
+            {
+                "cases_diagnosed": sum(r.diagnosed for r in results),
+                "cases_run": len(results),
+                "wall_seconds": time.perf_counter() - started,
+            }
+        )
         mlflow.log_text(summary_markdown(results), "summary.md")
     return results
 
 
-def _parse_args(argv):
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m iklab.cases", description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="all",
-                        help=f"comma-separated case names or files (default all: {', '.join(p.stem for p in case_paths())})")
+    parser.add_argument("--cases", default="all", help="comma-separated case names or files (default: all)")
+    parser.add_argument("--cases-dir", default=str(CASES_DIR), help="where the case files are (default: %(default)s)")
     parser.add_argument("--quick", default="false", help="true: the seconds-long versions the tests run")
     return parser.parse_args(argv)
 
 
-def _select(spec: str) -> list[Path]:
-    known = {p.stem: p for p in case_paths()}
+def _select(spec: str, directory: str | Path = CASES_DIR) -> list[Path]:
+    known = {p.stem: p for p in case_paths(directory)}
     if spec in ("", "all"):
         return list(known.values())
     chosen = []
@@ -340,11 +446,12 @@ def _select(spec: str) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    keras.config.disable_interactive_logging()
-    tf.get_logger().setLevel("ERROR")  # retracing notices: each variant builds new models on purpose
+    quiet_console()
     quick = str(args.quick).lower() in ("1", "true", "yes")
     try:
-        cases = sorted((load_case(p) for p in _select(args.cases)), key=lambda c: c.title)  # "1. ..." first
+        cases = sorted(
+            (load_case(p) for p in _select(args.cases, args.cases_dir)), key=lambda c: c.title
+        )  # "1. ..." first
         results = run_cases(cases, quick=quick)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"iklab.cases: error: {exc}", file=sys.stderr)
@@ -354,5 +461,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

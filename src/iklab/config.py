@@ -9,17 +9,40 @@ the YAML mapping before validation, so they get the same checks.
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
+
+D = TypeVar("D")  # a config dataclass
 
 
 class ConfigError(ValueError):
     """A configuration mistake; the message names the file and the key."""
+
+
+# Fields with a range: checked when a config is built from YAML (a None value is not checked).
+def _rule(rule: str, check: typing.Callable[[float], bool], *, default: object) -> object:
+    """A dataclass field whose value must pass ``check``; ``rule`` says how, in the error."""
+    return field(default=default, metadata={"rule": rule, "check": check})
+
+
+def at_least(low: float, *, default: object) -> object:
+    return _rule(f">= {low:g}", lambda v: v >= low, default=default)
+
+
+def positive(*, default: object) -> object:
+    return _rule("> 0", lambda v: v > 0, default=default)
+
+
+def fraction(*, default: object) -> object:
+    """In [0, 1): a dropout rate, a momentum."""
+    return _rule("in [0, 1)", lambda v: 0 <= v < 1, default=default)
 
 
 @dataclass(frozen=True)
@@ -28,64 +51,64 @@ class DataConfig:
     region: str = "working"  # a data_gen preset ("full", "working") or "custom"
     lower: tuple[float, ...] | None = None  # custom region bounds, radians
     upper: tuple[float, ...] | None = None
-    rows: int = 200_000  # dataset size; generated on first use if missing
-    seed: int = 0  # dataset seed (the run's seed is ExperimentConfig.seed)
+    rows: int = at_least(100, default=200_000)  # dataset size (10% each for val and test); generated if missing
+    seed: int = at_least(0, default=0)  # dataset seed (the run's seed is ExperimentConfig.seed)
     path: str | None = None  # default data/<robot>-<region>-<rows>-s<seed>
     input_encoding: str = "xyz_quat"  # xyz_rpy (the original question's) | xyz_quat | xyz_rot6d
     output_encoding: str = "sincos"  # angles | sincos (two outputs per joint, decoded by atan2)
-    train_rows: int | None = None  # use only this many training rows (searches on a subsample)
+    train_rows: int | None = at_least(1, default=None)  # use only this many training rows (searches on a subsample)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     family: str = "mlp"  # mlp | conv1d (treat the pose vector as a short sequence first)
-    depth: int = 3  # hidden dense layers
-    width: int = 256
+    depth: int = at_least(1, default=3)  # hidden dense layers
+    width: int = at_least(1, default=256)
     widths: tuple[int, ...] | None = None  # per-layer widths; overrides depth and width
     activation: str = "relu"  # relu | leaky_relu | elu | gelu | tanh | sigmoid
     batch_norm: str = "off"  # off | before | after (the activation)
-    dropout: float = 0.0
+    dropout: float = fraction(default=0.0)
     residual: bool = False  # skip connections between hidden layers of equal width
     kernel_initializer: str = "he_normal"
-    conv_layers: int = 2  # conv1d only
-    conv_filters: int = 64
-    conv_kernel_size: int = 3
+    conv_layers: int = at_least(1, default=2)  # conv1d only
+    conv_filters: int = at_least(1, default=64)
+    conv_kernel_size: int = at_least(1, default=3)
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     name: str = "adam"  # adam | adamw | sgd | rmsprop
-    learning_rate: float = 1e-3
-    momentum: float = 0.0  # sgd and rmsprop
-    weight_decay: float = 1e-4  # adamw only
+    learning_rate: float = positive(default=1e-3)
+    momentum: float = fraction(default=0.0)  # sgd and rmsprop
+    weight_decay: float = at_least(0, default=1e-4)  # adamw only
     schedule: str = "constant"  # constant | cosine | exponential | inverse_time
-    decay: float = 0.0  # inverse_time: lr / (1 + decay * step), Keras 2's `decay` argument
-    decay_rate: float = 0.9  # exponential: lr * decay_rate ** epoch
-    clipnorm: float | None = None  # gradient clipping by global norm
+    decay: float = at_least(0, default=0.0)  # inverse_time: lr / (1 + decay * step), Keras 2's `decay` argument
+    decay_rate: float = _rule("in (0, 1]", lambda v: 0 < v <= 1, default=0.9)  # exponential: lr * decay_rate ** epoch
+    clipnorm: float | None = positive(default=None)  # gradient clipping by global norm
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = 30
-    batch_size: int = 512
+    epochs: int = at_least(1, default=30)
+    batch_size: int = at_least(1, default=512)
     loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped
-    early_stopping_patience: int = 6  # epochs without val_loss improvement; 0 disables
-    reduce_lr_patience: int = 3  # constant schedule only; 0 disables
-    reduce_lr_factor: float = 0.5
+    early_stopping_patience: int = at_least(0, default=6)  # epochs without val_loss improvement; 0 disables
+    reduce_lr_patience: int = at_least(0, default=3)  # constant schedule only; 0 disables
+    reduce_lr_factor: float = _rule("in (0, 1)", lambda v: 0 < v < 1, default=0.5)
     verbose: int = 0  # Keras fit verbosity; progress is printed per epoch anyway
 
 
 @dataclass(frozen=True)
 class DiagnosticsConfig:
-    probe_rows: int = 4096  # fixed validation rows probed at each epoch end
-    warmup_epochs: int = 2  # flags about collapse wait this long
+    probe_rows: int = at_least(1, default=4096)  # fixed validation rows probed at each epoch end
+    warmup_epochs: int = at_least(0, default=2)  # flags about collapse wait this long
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    knn_rows: int = 200_000  # training rows the k-NN baseline may look up
-    knn_k: int = 1
-    test_rows: int | None = None  # evaluate on at most this many test rows
+    knn_rows: int = at_least(1, default=200_000)  # training rows the k-NN baseline may look up
+    knn_k: int = at_least(1, default=1)
+    test_rows: int | None = at_least(1, default=None)  # evaluate on at most this many test rows
 
 
 @dataclass(frozen=True)
@@ -98,7 +121,7 @@ class MlflowConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str
-    seed: int = 0
+    seed: int = at_least(0, default=0)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -134,7 +157,7 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def build_dataclass(cls, raw: dict, source: str):
+def build_dataclass(cls: type[D], raw: dict, source: str) -> D:
     """Strictly build any config dataclass (nested dataclasses included) from a mapping."""
     return _build(cls, raw, source, prefix="")
 
@@ -148,8 +171,10 @@ def apply_overrides(raw: dict, overrides: str | list[str] | dict | None, source:
     if isinstance(overrides, dict):
         pairs = list(overrides.items())
     else:
-        pairs = [_parse_override(item, source)
-                 for item in (shlex.split(overrides) if isinstance(overrides, str) else list(overrides or []))]
+        pairs = [
+            _parse_override(item, source)
+            for item in (shlex.split(overrides) if isinstance(overrides, str) else list(overrides or []))
+        ]
     result = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
     for key, value in pairs:
         node = result
@@ -169,7 +194,7 @@ def _parse_override(item: str, source: str) -> tuple[str, object]:
     return key, yaml.safe_load(text)
 
 
-def _build(cls, raw, source: str, prefix: str):
+def _build(cls: type[D], raw: object, source: str, prefix: str) -> D:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping")
     hints = typing.get_type_hints(cls)
@@ -178,19 +203,23 @@ def _build(cls, raw, source: str, prefix: str):
     if unknown:
         raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
     values = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in names & set(raw):
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             values[name] = _build(hint, raw[name], source, f"{prefix}{name}.")
-        else:
-            values[name] = _coerce(raw[name], hint, source, prefix + name)
+            continue
+        values[name] = value = _coerce(raw[name], hint, source, prefix + name)
+        rule = fields[name].metadata
+        if rule and value is not None and not rule["check"](value):
+            raise ConfigError(f"{source}: {prefix}{name} must be {rule['rule']}, got {value!r}")
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
         raise ConfigError(f"{source}: {prefix or ''}{exc}") from None
 
 
-def _coerce(value, hint, source: str, key: str):
+def _coerce(value: object, hint: object, source: str, key: str) -> object:
     """Check ``value`` against a type hint: int, float, str, bool, tuple[x, ...], X | None."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -208,28 +237,32 @@ def _coerce(value, hint, source: str, key: str):
         return tuple(_coerce(v, args[0], source, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is float and isinstance(value, str):
         value = _yaml_float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
-    ok = {bool: isinstance(value, bool),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool),
-          str: isinstance(value, str)}[hint]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[hint]
     if not ok:
         raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
     return float(value) if hint is float else value
 
 
-def _yaml_float(text: str):
+def _yaml_float(text: str) -> float | str:
     try:
         return float(text)
     except ValueError:
         return text
 
 
-def to_dict(config) -> dict:
+def to_dict(config: object) -> dict:
     return dataclasses.asdict(config)
 
 
-def to_yaml(config) -> str:
-    def plain(value):
+def to_yaml(config: object) -> str:
+    def plain(value: object) -> object:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return list(value) if isinstance(value, tuple) else value
@@ -237,11 +270,11 @@ def to_yaml(config) -> str:
     return yaml.safe_dump(plain(to_dict(config)), sort_keys=False)
 
 
-def flatten(config) -> dict[str, object]:
+def flatten(config: object) -> dict[str, object]:
     """``{"model.width": 256, ...}``: one entry per leaf, for MLflow params."""
     flat = {}
 
-    def walk(node, prefix):
+    def walk(node: object, prefix: str) -> None:
         for key, value in node.items():
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}.")

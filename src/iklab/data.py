@@ -1,12 +1,7 @@
-"""Datasets for training: find or generate, load the splits, encode poses and joints.
+"""Datasets for training: find or generate, load the splits.
 
-Input encodings (pose -> features), raw units, normalized inside the model:
-  xyz_rpy   x, y, z, roll, pitch, yaw      (the original question's; yaw wraps at +-pi)
-  xyz_quat  x, y, z, qw, qx, qy, qz        (continuous; qw >= 0)
-  xyz_rot6d x, y, z, first two rotation columns (continuous, Zhou et al. 2019)
-Output encodings (joints -> targets):
-  angles    q0..q5 radians (trained with a wrap-aware loss)
-  sincos    sin q0..q5, cos q0..q5 (decoded with atan2)
+The one module of `iklab` that imports `data_gen` (to generate a missing dataset on first use
+and to read its Parquet parts); encodings live in `iklab.encodings`.
 """
 
 from __future__ import annotations
@@ -20,21 +15,13 @@ import numpy as np
 
 from data_gen.ambiguity import measure_ambiguity
 from data_gen.dataset import iter_parts, read_card, verify
-from data_gen.generate import JOINT_COLUMNS, generate
-from data_gen.regions import Region, custom_region, region_preset
+from data_gen.generate import generate
 
 from .config import DataConfig
-from .kinematics import Robot, load_robot, matrix_to_rot6d, matrix_to_rpy, quaternion_to_matrix
+from .encodings import JOINT_COLUMNS, POSE_COLUMNS, poses_from_position_quat
+from .kinematics import Robot, load_robot
+from .regions import Region, custom_region, region_preset
 
-INPUT_ENCODINGS = {
-    "xyz_rpy": ["x", "y", "z", "roll", "pitch", "yaw"],
-    "xyz_quat": ["x", "y", "z", "qw", "qx", "qy", "qz"],
-    "xyz_rot6d": ["x", "y", "z", "r00", "r10", "r20", "r01", "r11", "r21"],
-}
-OUTPUT_ENCODINGS = {
-    "angles": JOINT_COLUMNS,
-    "sincos": [f"sin_{c}" for c in JOINT_COLUMNS] + [f"cos_{c}" for c in JOINT_COLUMNS],
-}
 # Ambiguity measured when a training run generates its dataset: enough poses to
 # tell 1% from 99% in seconds (the CLI's `ambiguity` uses 2000 x 64 for figures).
 _AUTO_AMBIGUITY = {"n_poses": 300, "n_starts": 32}
@@ -49,18 +36,14 @@ class Split:
     def __len__(self) -> int:
         return len(self.q)
 
-    def head(self, rows: int | None) -> "Split":
+    def head(self, rows: int | None) -> Split:
         if rows is None or rows >= len(self):
             return self
         return Split(self.q[:rows], self.position[:rows], self.quat[:rows])
 
     def poses(self) -> np.ndarray:
         """``(N, 4, 4)`` target poses."""
-        out = np.zeros((len(self), 4, 4))
-        out[:, :3, :3] = quaternion_to_matrix(self.quat)
-        out[:, :3, 3] = self.position
-        out[:, 3, 3] = 1.0
-        return out
+        return poses_from_position_quat(self.position, self.quat)
 
 
 @dataclass(frozen=True)
@@ -113,13 +96,15 @@ def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
         generate(robot, region, cfg.rows, cfg.seed, path, ambiguity=ambiguity, progress=progress)
     card = read_card(path)
     expected = {"robot": cfg.robot, "region": region.name, "n": cfg.rows, "seed": cfg.seed}
-    found = {"robot": card["robot"]["name"], "region": card["region"]["name"], "n": card["n"],
-             "seed": card["seed"]}
+    found = {"robot": card["robot"]["name"], "region": card["region"]["name"], "n": card["n"], "seed": card["seed"]}
     same_bounds = np.allclose(card["region"]["lower"], region.lower) and np.allclose(
-        card["region"]["upper"], region.upper)
+        card["region"]["upper"], region.upper
+    )
     if found != expected or not same_bounds:
-        raise ValueError(f"{path} holds a different dataset ({found}) than the experiment asks for "
-                         f"({expected}); set data.path or remove the directory")
+        raise ValueError(
+            f"{path} holds a different dataset ({found}) than the experiment asks for "
+            f"({expected}); set data.path or remove the directory"
+        )
     return path
 
 
@@ -127,7 +112,7 @@ def load_dataset(path: str | Path) -> Dataset:
     """Load and verify (sha256) a dataset directory into in-memory splits."""
     path = Path(path)
     card = verify(path)
-    columns = JOINT_COLUMNS + ["x", "y", "z", "qw", "qx", "qy", "qz"]
+    columns = JOINT_COLUMNS + POSE_COLUMNS
     values, labels = [], []
     for table in iter_parts(path, columns + ["split"], card):
         values.append(np.column_stack([table[c].to_numpy() for c in columns]))
@@ -139,36 +124,3 @@ def load_dataset(path: str | Path) -> Dataset:
         splits[name] = Split(rows[:, :6].copy(), rows[:, 6:9].copy(), rows[:, 9:13].copy())
     robot = Robot.from_dict(card["robot"])
     return Dataset(path, card, robot, Region.from_dict(card["region"]), **splits)
-
-
-def encode_inputs(position: np.ndarray, quat: np.ndarray, kind: str) -> np.ndarray:
-    """Pose features ``(N, F)`` float32 for the model, in raw units, from positions ``(N, 3)``
-    and quaternions ``(N, 4)`` (a Split's columns, or a solver's target poses)."""
-    if kind not in INPUT_ENCODINGS:
-        raise ValueError(f"unknown input encoding {kind!r}; choose from {', '.join(INPUT_ENCODINGS)}")
-    if kind == "xyz_quat":
-        features = np.column_stack([position, quat])
-    else:
-        rotation = quaternion_to_matrix(quat)
-        encoded = matrix_to_rpy(rotation) if kind == "xyz_rpy" else matrix_to_rot6d(rotation)
-        features = np.column_stack([position, encoded])
-    return features.astype(np.float32)
-
-
-def encode_targets(q: np.ndarray, kind: str) -> np.ndarray:
-    """Joint angles ``(N, 6)`` -> training targets ``(N, 6 or 12)`` float32."""
-    if kind == "angles":
-        return q.astype(np.float32)
-    if kind == "sincos":
-        return np.concatenate([np.sin(q), np.cos(q)], axis=1).astype(np.float32)
-    raise ValueError(f"unknown output encoding {kind!r}; choose from {', '.join(OUTPUT_ENCODINGS)}")
-
-
-def decode_outputs(y: np.ndarray, kind: str) -> np.ndarray:
-    """Model outputs -> joint angles ``(N, 6)`` float64 radians."""
-    y = np.asarray(y, dtype=np.float64)
-    if kind == "angles":
-        return y
-    if kind == "sincos":
-        return np.arctan2(y[:, :6], y[:, 6:])
-    raise ValueError(f"unknown output encoding {kind!r}; choose from {', '.join(OUTPUT_ENCODINGS)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 
 from .evaluation import circular_mean
 from .kinematics import wrap_angle
+from .metric_names import DEAD_FRACTION, R2_MEAN
 
 # 99%, not 100%: one surviving unit in 256 should not hide a layer that passes on almost nothing.
 DEAD_LAYER_FRACTION = 0.99
@@ -45,29 +47,42 @@ LEARNED_R2 = 0.9
 AMBIGUITY_LIMIT = 0.05
 
 # Aliases map onto the kind whose inactive regime they share.
-_KINDS = {"relu": "relu", "relu6": "relu", "leaky_relu": "leaky_relu", "elu": "elu", "selu": "elu",
-          "gelu": "gelu", "silu": "gelu", "tanh": "tanh", "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
-          "linear": "linear"}
+_KINDS = {
+    "relu": "relu",
+    "relu6": "relu",
+    "leaky_relu": "leaky_relu",
+    "elu": "elu",
+    "selu": "elu",
+    "gelu": "gelu",
+    "silu": "gelu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "hard_sigmoid": "sigmoid",
+    "linear": "linear",
+}
 
 
 def hidden_activation_layers(model: keras.Model) -> dict[str, str]:
     """``{"act_1": "relu", ...}`` in block order, for every layer named ``act_<i>``."""
-    layers = sorted((layer for layer in model.layers if re.fullmatch(r"act_\d+", layer.name)),
-                    key=lambda layer: int(layer.name[4:]))
+    layers = sorted(
+        (layer for layer in model.layers if re.fullmatch(r"act_\d+", layer.name)), key=lambda layer: int(layer.name[4:])
+    )
     return {layer.name: _activation_kind(layer) for layer in layers}
 
 
-def _activation_kind(layer) -> str:
+def _activation_kind(layer: keras.layers.Layer) -> str:
     if isinstance(layer, (keras.layers.LeakyReLU, keras.layers.PReLU)):
         return "leaky_relu"
     name = layer.get_config().get("activation") if isinstance(layer, keras.layers.Activation) else None
     if name not in _KINDS:
-        raise ValueError(f"layer {layer.name!r} has activation {name or type(layer).__name__!r}; "
-                         f"diagnostics know {', '.join(sorted(_KINDS))}: use one of them")
+        raise ValueError(
+            f"layer {layer.name!r} has activation {name or type(layer).__name__!r}; "
+            f"diagnostics know {', '.join(sorted(_KINDS))}: use one of them"
+        )
     return _KINDS[name]
 
 
-def _inactive(kind: str, a):
+def _inactive(kind: str, a: tf.Tensor) -> tf.Tensor:
     """Where a unit gets (almost) no gradient: the flat negative side, or saturation."""
     if kind == "tanh":
         return keras.ops.abs(a) > TANH_SATURATION
@@ -78,13 +93,14 @@ def _inactive(kind: str, a):
     return a <= 0.0  # exactly 0 for relu; the negative regime for leaky_relu, elu, gelu
 
 
-def _activation_stats(kind: str, a):
+def _activation_stats(kind: str, a: tf.Tensor) -> tf.Tensor:
     """[dead, zero, mean, std] of one layer; reduced in the graph so only 4 numbers leave it."""
     # Conv outputs (N, ..., channels): a filter is one unit across all positions.
     a = keras.ops.cast(keras.ops.reshape(a, (-1, a.shape[-1])), "float32")
     inactive = keras.ops.cast(_inactive(kind, a), "float32")
-    return keras.ops.stack([keras.ops.mean(keras.ops.min(inactive, axis=0)), keras.ops.mean(inactive),
-                            keras.ops.mean(a), keras.ops.std(a)])
+    return keras.ops.stack(
+        [keras.ops.mean(keras.ops.min(inactive, axis=0)), keras.ops.mean(inactive), keras.ops.mean(a), keras.ops.std(a)]
+    )
 
 
 def _deviations(values: np.ndarray, angular: bool) -> np.ndarray:
@@ -105,16 +121,30 @@ def fit_metrics(pred: np.ndarray, targets: np.ndarray, angular: bool = False) ->
     metrics = {f"pred_std_ratio/j{i}": float(v) for i, v in enumerate(std_ratio)}
     metrics.update({f"r2/j{i}": float(v) for i, v in enumerate(r2)})
     finite = np.isfinite(r2).any() and np.isfinite(std_ratio).any()
-    metrics["r2_mean"] = float(np.nanmean(r2)) if finite else float("nan")
+    metrics[R2_MEAN] = float(np.nanmean(r2)) if finite else float("nan")
     metrics["pred_std_ratio_min"] = float(np.nanmin(std_ratio)) if finite else float("nan")
     return metrics
 
 
-def _as_float_tensor(values):
+def _as_float_tensor(values: object) -> tf.Tensor:
     # fit() casts float arrays to floatx; do the same so float64 labels meet float32 outputs
     if isinstance(values, np.ndarray) and values.dtype.kind == "f":
         values = values.astype(keras.backend.floatx())
     return tf.convert_to_tensor(values)
+
+
+def _compiled_per_model(function: Callable) -> Callable:
+    """``tf.function(function)`` for a closure over one model, traced once for that model.
+
+    Eager costs ~2x on a 3x256 MLP, which matters against a <5% overhead budget; the trace costs
+    ~0.3 s once. TF's frequent-retracing warning counts traces per code object, so the same
+    closure built for each new model (a search's pruned trials, a case's variants) looks like
+    one function retracing; a new model needs its own graph, so TF's flag for functions built per
+    object (it sets it on restored SavedModel functions) turns that warning off for this one.
+    """
+    compiled = tf.function(function)
+    compiled._omit_frequent_tracing_warning = True
+    return compiled
 
 
 class DiagnosticsCallback(keras.callbacks.Callback):
@@ -128,8 +158,16 @@ class DiagnosticsCallback(keras.callbacks.Callback):
     this one; ``last_prediction`` keeps the epoch's decoded probe prediction for them too.
     """
 
-    def __init__(self, probe_x, probe_targets, *, loss_fn, grad_batch: tuple, decode=None,
-                 angular_targets: bool = False):
+    def __init__(
+        self,
+        probe_x: object,
+        probe_targets: np.ndarray,
+        *,
+        loss_fn: str | Callable,
+        grad_batch: tuple,
+        decode: Callable | None = None,
+        angular_targets: bool = False,
+    ) -> None:
         super().__init__()
         if len(grad_batch) != 2:
             raise ValueError("grad_batch must be one training batch as a pair (x, y)")
@@ -141,63 +179,66 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.history: list[dict[str, float]] = []
         self.last_prediction: np.ndarray | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._activations = hidden_activation_layers(self.model)
         # Frozen layers cannot explain a failure to learn, so only trainable kernels are watched.
-        self._trainable = [layer for layer in self.model.layers
-                           if getattr(layer, "kernel", None) is not None and layer.trainable]
+        self._trainable = [
+            layer for layer in self.model.layers if getattr(layer, "kernel", None) is not None and layer.trainable
+        ]
         self._kernels = self._snapshot()
         # A per-step schedule can shrink the rate long before the first epoch ends: compare with now.
         self._initial_learning_rate = float(self.model.optimizer.learning_rate)
-        self._probe, self._gradient_norms = self._build_probe(), self._build_gradient_norms()
-        # Tensors once, so the compiled functions are traced once and numpy is not re-converted.
-        self._probe_inputs = keras.tree.map_structure(_as_float_tensor, self.probe_x)
-        self._grad_inputs = keras.tree.map_structure(_as_float_tensor, self.grad_batch)
+        self._measure = self._build_measure()
+        # Tensors once, so the compiled function is traced once and numpy is not re-converted.
+        self._inputs = keras.tree.map_structure(_as_float_tensor, (self.probe_x, *self.grad_batch))
 
-    def _build_probe(self):
-        # One model returning every activation and the output: one forward pass per epoch.
+    def _build_measure(self) -> Callable:
+        """The model's one compiled call per epoch: the probe's activation statistics and outputs
+        (one forward pass), then the gradient norms of the kernels on grad_batch."""
         kinds = list(self._activations.values())
         outputs = [self.model.get_layer(name).output for name in self._activations] + list(self.model.outputs)
         probe_model = keras.Model(self.model.input, outputs)
-
-        @tf.function  # eager costs ~2x on a 3x256 MLP, which matters against a <5% overhead budget
-        def probe(x):
-            values = keras.tree.flatten(probe_model(x, training=False))
-            return [_activation_stats(kind, a) for kind, a in zip(kinds, values)], values[len(kinds):]
-        return probe
-
-    def _build_gradient_norms(self):
         model, loss_fn = self.model, self.loss_fn
         kernels = [layer.kernel for layer in self._trainable]
 
-        @tf.function
-        def gradient_norms(x, y):
+        def measure(probe_x: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tuple[list, list, list]:
+            values = keras.tree.flatten(probe_model(probe_x, training=False))
+            # values: every activation, then the model's outputs
+            stats = [_activation_stats(kind, a) for kind, a in zip(kinds, values, strict=False)]
             with tf.GradientTape() as tape:  # training=True: dropout and batch norm as in a train step
                 loss = keras.ops.mean(loss_fn(y, model(x, training=True)))
-            return [tf.norm(g) if g is not None else tf.constant(0.0) for g in tape.gradient(loss, kernels)]
-        return gradient_norms
+            norms = [tf.norm(g) if g is not None else tf.constant(0.0) for g in tape.gradient(loss, kernels)]
+            return stats, values[len(kinds) :], norms
 
-    def on_epoch_end(self, epoch, logs=None):
+        return _compiled_per_model(measure)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         started = time.perf_counter()
-        metrics = self._probe_metrics()
-        norms = self._gradient_norms(*self._grad_inputs)
-        metrics.update({f"grad_norm/{layer.name}": float(n) for layer, n in zip(self._trainable, norms)})
+        stats, raw, norms = self._measure(*self._inputs)
+        metrics = self._probe_metrics(stats, raw)
+        metrics.update({f"grad_norm/{layer.name}": float(n) for layer, n in zip(self._trainable, norms, strict=True)})
         metrics.update(self._update_ratios())
         metrics["learning_rate"] = float(self.model.optimizer.learning_rate)
-        metrics["learning_rate_fraction"] = (metrics["learning_rate"] / self._initial_learning_rate
-                                             if self._initial_learning_rate else float("nan"))
+        metrics["learning_rate_fraction"] = (
+            metrics["learning_rate"] / self._initial_learning_rate if self._initial_learning_rate else float("nan")
+        )
         metrics["diagnostics_seconds"] = time.perf_counter() - started
         self.history.append({"epoch": float(epoch + 1), **metrics})
         if logs is not None:
             logs.update(metrics)
 
-    def _probe_metrics(self) -> dict[str, float]:
-        stats, raw = self._probe(self._probe_inputs)
+    def _probe_metrics(self, stats: list, raw: list) -> dict[str, float]:
         metrics = {}
-        for name, values in zip(self._activations, stats):
+        for name, values in zip(self._activations, stats, strict=True):
             dead, zero, mean, std = (float(v) for v in values.numpy())
-            metrics.update({f"dead_fraction/{name}": dead, f"zero_fraction/{name}": zero,
-                            f"activation_mean/{name}": mean, f"activation_std/{name}": std})
+            metrics.update(
+                {
+                    f"{DEAD_FRACTION}{name}": dead,
+                    f"zero_fraction/{name}": zero,
+                    f"activation_mean/{name}": mean,
+                    f"activation_std/{name}": std,
+                }
+            )
         raw = [r.numpy() for r in raw]
         pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
         self.last_prediction = pred.reshape(self.probe_targets.shape)
@@ -226,29 +267,52 @@ class Flag:
     evidence: dict[str, float]
 
 
-def evaluate_flags(history: list[dict], *, ambiguity: float | None = None, model_error: float | None = None,
-                   knn_error: float | None = None, warmup_epochs: int = 2) -> list[Flag]:
+def evaluate_flags(
+    history: list[dict],
+    *,
+    ambiguity: float | None = None,
+    model_error: float | None = None,
+    knn_error: float | None = None,
+    warmup_epochs: int = 2,
+) -> list[Flag]:
     """Named findings from a diagnostics history and optional run-level numbers.
 
     Flags describe the run as it ended: the condition holds at the last epoch, and the flag's
     epoch is where it began to hold (not before warmup for collapse: every network starts near
     the mean). ``dead_layer`` also fires for any epoch after warmup: dead ReLUs rarely revive.
     """
-    flags = [flag for check in (_dead_layer, _collapsed_to_mean, _lr_vanished)
-             if history and (flag := check(history, warmup_epochs)) is not None]
+    flags = [
+        flag
+        for check in (_dead_layer, _collapsed_to_mean, _lr_vanished)
+        if history and (flag := check(history, warmup_epochs)) is not None
+    ]
     if model_error is not None and knn_error is not None and model_error > knn_error:
-        flags.append(Flag("worse_than_knn", _epoch(history, -1) if history else 0, (
-            f"The model's error ({model_error:.4g}) is larger than that of a k-nearest-neighbour lookup in "
-            f"the training set ({knn_error:.4g}): a memorizing baseline beats the network, so it under-fits. "
-            "Train longer, make it wider or deeper, lower regularization, check input and target scaling."),
-            {"model_error": float(model_error), "knn_error": float(knn_error)}))
+        flags.append(
+            Flag(
+                "worse_than_knn",
+                _epoch(history, -1) if history else 0,
+                (
+                    f"The model's error ({model_error:.4g}) is larger than that of a k-nearest-neighbour lookup in "
+                    f"the training set ({knn_error:.4g}): a memorizing baseline beats the network, so it under-fits. "
+                    "Train longer, make it wider or deeper, lower regularization, check input and target scaling."
+                ),
+                {"model_error": float(model_error), "knn_error": float(knn_error)},
+            )
+        )
     if ambiguity is not None and ambiguity > AMBIGUITY_LIMIT:
-        flags.append(Flag("ambiguous_data", 0, (
-            f"{ambiguity:.0%} of the inputs have a second valid target (another solution in the region). "
-            "There the MSE-optimal prediction is the average of the solutions, which is no solution. "
-            "Restrict the region to one solution branch, give the branch as an input, or use a model "
-            "that returns several answers (mixture density network, normalizing flow)."),
-            {"ambiguity": float(ambiguity)}))
+        flags.append(
+            Flag(
+                "ambiguous_data",
+                0,
+                (
+                    f"{ambiguity:.0%} of the inputs have a second valid target (another solution in the region). "
+                    "There the MSE-optimal prediction is the average of the solutions, which is no solution. "
+                    "Restrict the region to one solution branch, give the branch as an input, or use a model "
+                    "that returns several answers (mixture density network, normalizing flow)."
+                ),
+                {"ambiguity": float(ambiguity)},
+            )
+        )
     return flags
 
 
@@ -256,7 +320,7 @@ def _epoch(history: list[dict], index: int) -> int:
     return int(history[index].get("epoch", index % len(history) + 1))
 
 
-def _streak_start(history: list[dict], holds, first: int) -> int | None:
+def _streak_start(history: list[dict], holds: Callable[[dict], bool], first: int) -> int | None:
     """Where the run of records satisfying ``holds`` that reaches the last record began."""
     index = len(history)
     while index > first and holds(history[index - 1]):
@@ -270,42 +334,56 @@ def _after_warmup(history: list[dict], warmup_epochs: int) -> int:
 
 
 def _layer_values(record: dict, prefix: str) -> dict[str, float]:
-    return {key[len(prefix):]: value for key, value in record.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in record.items() if key.startswith(prefix)}
 
 
 def _dead_layer(history: list[dict], warmup_epochs: int) -> Flag | None:
     for index in range(_after_warmup(history, warmup_epochs), len(history)):
-        dead = {name: value for name, value in _layer_values(history[index], "dead_fraction/").items()
-                if value >= DEAD_LAYER_FRACTION}
+        dead = {
+            name: value
+            for name, value in _layer_values(history[index], DEAD_FRACTION).items()
+            if value >= DEAD_LAYER_FRACTION
+        }
         if dead:
             listing = ", ".join(f"{name} {value:.0%}" for name, value in dead.items())
-            return Flag("dead_layer", _epoch(history, index), (
-                f"At epoch {_epoch(history, index)} these layers have dead units: {listing}, inactive for every "
-                "probe sample (ReLU output 0, or tanh/sigmoid saturated), so the layers after them see a "
-                "constant. ReLU units whose input is negative for every sample get no gradient and never "
-                "recover. Try leaky_relu or elu, a lower learning rate, He initialization, batch "
-                "normalization; check the input scaling and biases that start negative."),
-                {f"dead_fraction/{name}": value for name, value in dead.items()})
+            return Flag(
+                "dead_layer",
+                _epoch(history, index),
+                (
+                    f"At epoch {_epoch(history, index)} these layers have dead units: {listing}, inactive for every "
+                    "probe sample (ReLU output 0, or tanh/sigmoid saturated), so the layers after them see a "
+                    "constant. ReLU units whose input is negative for every sample get no gradient and never "
+                    "recover. Try leaky_relu or elu, a lower learning rate, He initialization, batch "
+                    "normalization; check the input scaling and biases that start negative."
+                ),
+                {f"{DEAD_FRACTION}{name}": value for name, value in dead.items()},
+            )
     return None
 
 
 def _collapsed_to_mean(history: list[dict], warmup_epochs: int) -> Flag | None:
-    def collapsed(record):
-        return (record.get("r2_mean", np.nan) < COLLAPSE_R2
-                or record.get("pred_std_ratio_min", np.nan) < COLLAPSE_STD_RATIO)
+    def collapsed(record: dict) -> bool:
+        return (
+            record.get(R2_MEAN, np.nan) < COLLAPSE_R2 or record.get("pred_std_ratio_min", np.nan) < COLLAPSE_STD_RATIO
+        )
 
     index = _streak_start(history, collapsed, _after_warmup(history, warmup_epochs))
     if index is None:
         return None
-    r2, ratio = history[-1].get("r2_mean", np.nan), history[-1].get("pred_std_ratio_min", np.nan)
-    return Flag("collapsed_to_mean", _epoch(history, index), (
-        f"Since epoch {_epoch(history, index)} the predictions are no better than the average target: "
-        f"R^2 {r2:.3f} (1 is perfect, 0 is predicting the mean), smallest ratio of prediction to target "
-        f"spread {ratio:.3f} (near 0: a constant output). A small loss does not contradict this when the "
-        "targets barely vary. If the data is multi-valued (same input, several targets) the MSE-optimal "
-        "answer IS the mean: check the ambiguity, restrict the region. If the targets vary very little "
-        "relative to their mean, normalize them per feature or per sample. Else see dead_layer, lr_vanished."),
-        {"r2_mean": float(r2), "pred_std_ratio_min": float(ratio)})
+    r2, ratio = history[-1].get(R2_MEAN, np.nan), history[-1].get("pred_std_ratio_min", np.nan)
+    return Flag(
+        "collapsed_to_mean",
+        _epoch(history, index),
+        (
+            f"Since epoch {_epoch(history, index)} the predictions are no better than the average target: "
+            f"R^2 {r2:.3f} (1 is perfect, 0 is predicting the mean), smallest ratio of prediction to target "
+            f"spread {ratio:.3f} (near 0: a constant output). A small loss does not contradict this when the "
+            "targets barely vary. If the data is multi-valued (same input, several targets) the MSE-optimal "
+            "answer IS the mean: check the ambiguity, restrict the region. If the targets vary very little "
+            "relative to their mean, normalize them per feature or per sample. Else see dead_layer, lr_vanished."
+        ),
+        {R2_MEAN: float(r2), "pred_std_ratio_min": float(ratio)},
+    )
 
 
 def _max_update_ratio(record: dict) -> float:
@@ -314,12 +392,14 @@ def _max_update_ratio(record: dict) -> float:
 
 def _lr_vanished(history: list[dict], warmup_epochs: int) -> Flag | None:
     # No warmup: a per-step decay can kill the rate within the first epoch.
-    def frozen(record):
-        return record.get("r2_mean", np.nan) < LEARNED_R2 and _max_update_ratio(record) < FROZEN_UPDATE_RATIO
+    def frozen(record: dict) -> bool:
+        return record.get(R2_MEAN, np.nan) < LEARNED_R2 and _max_update_ratio(record) < FROZEN_UPDATE_RATIO
 
-    def decayed(record):
-        return (record.get("r2_mean", np.nan) < LEARNED_R2
-                and record.get("learning_rate_fraction", np.nan) < LR_VANISHED_FRACTION)
+    def decayed(record: dict) -> bool:
+        return (
+            record.get(R2_MEAN, np.nan) < LEARNED_R2
+            and record.get("learning_rate_fraction", np.nan) < LR_VANISHED_FRACTION
+        )
 
     decayed_start = _streak_start(history, decayed, 0)
     if decayed_start is not None and decayed_start > (len(history) - 1) / 2:
@@ -329,53 +409,73 @@ def _lr_vanished(history: list[dict], warmup_epochs: int) -> Flag | None:
         return None
     index = min(starts)
     last = history[-1]
-    evidence = {"learning_rate": float(last.get("learning_rate", np.nan)),
-                "learning_rate_fraction": float(last.get("learning_rate_fraction", np.nan)),
-                "max_update_ratio": float(_max_update_ratio(last)), "r2_mean": float(last["r2_mean"])}
-    return Flag("lr_vanished", _epoch(history, index), (
-        f"Since epoch {_epoch(history, index)} the weights can barely move while the fit is poor "
-        f"(R^2 {evidence['r2_mean']:.3f}): the learning rate is {evidence['learning_rate']:.3g}, "
-        f"{evidence['learning_rate_fraction']:.2%} of its start; the largest relative kernel change in the "
-        f"last epoch is {evidence['max_update_ratio']:.2g}. " + (
-            "The learning rate decayed to ~0, e.g. Keras 2 `decay=0.1` applies per step: after 1000 steps "
-            "the rate is 1/101 of the start. Use a constant rate, or decay per epoch or on a plateau "
-            "(ReduceLROnPlateau)." if decayed_start is not None else
-            "The rate is not the cause: the gradients are zero (see dead_layer) or the layers are frozen.")),
-        evidence)
+    evidence = {
+        "learning_rate": float(last.get("learning_rate", np.nan)),
+        "learning_rate_fraction": float(last.get("learning_rate_fraction", np.nan)),
+        "max_update_ratio": float(_max_update_ratio(last)),
+        R2_MEAN: float(last[R2_MEAN]),
+    }
+    return Flag(
+        "lr_vanished",
+        _epoch(history, index),
+        (
+            f"Since epoch {_epoch(history, index)} the weights can barely move while the fit is poor "
+            f"(R^2 {evidence['r2_mean']:.3f}): the learning rate is {evidence['learning_rate']:.3g}, "
+            f"{evidence['learning_rate_fraction']:.2%} of its start; the largest relative kernel change in the "
+            f"last epoch is {evidence['max_update_ratio']:.2g}. "
+            + (
+                "The learning rate decayed to ~0, e.g. Keras 2 `decay=0.1` applies per step: after 1000 steps "
+                "the rate is 1/101 of the start. Use a constant rate, or decay per epoch or on a plateau "
+                "(ReduceLROnPlateau)."
+                if decayed_start is not None
+                else "The rate is not the cause: the gradients are zero (see dead_layer) or the layers are frozen."
+            )
+        ),
+        evidence,
+    )
 
 
 def diagnosis_markdown(flags: list[Flag], history: list[dict], *, title: str = "Diagnosis") -> str:
     """One line per flag (or "No problems detected"), then the last epoch's per-layer statistics."""
     last = history[-1] if history else {}
-    dead, metrics = _layer_values(last, "dead_fraction/"), ("zero_fraction", "activation_mean", "activation_std")
+    dead, metrics = _layer_values(last, DEAD_FRACTION), ("zero_fraction", "activation_mean", "activation_std")
     lines = [f"## {title}", ""]
     lines += [f"- **{flag.name}** (epoch {flag.epoch}): {flag.explanation}" for flag in flags] or [
         f"No problems detected. Final R^2 {last.get('r2_mean', np.nan):.3f}; dead units: "
-        + (", ".join(f"{name} {value:.0%}" for name, value in dead.items()) or "n/a") + "."]
+        + (", ".join(f"{name} {value:.0%}" for name, value in dead.items()) or "n/a")
+        + "."
+    ]
     if not history:
         return "\n".join(lines + ["", "No diagnostics were recorded."]) + "\n"
-    lines += ["", f"### Last epoch ({_epoch(history, -1)}): R^2 {last.get('r2_mean', np.nan):.3f}, "
-              f"learning rate {last.get('learning_rate', np.nan):.3g}", "",
-              "| activation layer | dead | zero or saturated | mean | std |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        f"### Last epoch ({_epoch(history, -1)}): R^2 {last.get('r2_mean', np.nan):.3f}, "
+        f"learning rate {last.get('learning_rate', np.nan):.3g}",
+        "",
+        "| activation layer | dead | zero or saturated | mean | std |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, value in dead.items():
         zero, mean, std = (last.get(f"{metric}/{name}", np.nan) for metric in metrics)
         lines.append(f"| {name} | {value:.0%} | {zero:.0%} | {mean:.3g} | {std:.3g} |")
     lines += ["", "| trainable layer | gradient norm | update ratio |", "| --- | ---: | ---: |"]
-    lines += [f"| {name} | {grad:.3g} | {last.get(f'update_ratio/{name}', np.nan):.3g} |"
-              for name, grad in _layer_values(last, "grad_norm/").items()]
+    lines += [
+        f"| {name} | {grad:.3g} | {last.get(f'update_ratio/{name}', np.nan):.3g} |"
+        for name, grad in _layer_values(last, "grad_norm/").items()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def dead_unit_heatmap(history: list[dict], title: str = "") -> Figure:
     """Activation layers x epochs; colour is the fraction of dead units, 0..1."""
-    layers = list(dict.fromkeys(name for record in history for name in _layer_values(record, "dead_fraction/")))
+    layers = list(dict.fromkeys(name for record in history for name in _layer_values(record, DEAD_FRACTION)))
     values = np.full((max(len(layers), 1), max(len(history), 1)), np.nan)  # a blank cell, not a crash
     for column, record in enumerate(history):
-        values[:len(layers), column] = [record.get(f"dead_fraction/{name}", np.nan) for name in layers]
+        values[: len(layers), column] = [record.get(f"{DEAD_FRACTION}{name}", np.nan) for name in layers]
     epochs = [_epoch(history, i) for i in range(len(history))]
-    figure = Figure(figsize=(max(4.0, 0.35 * len(epochs) + 2.5), max(2.5, 0.45 * len(layers) + 1.5)),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(max(4.0, 0.35 * len(epochs) + 2.5), max(2.5, 0.45 * len(layers) + 1.5)), layout="constrained"
+    )
     axes = figure.add_subplot()
     image = axes.imshow(values, aspect="auto", vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
     axes.set_yticks(range(len(layers)), layers)

@@ -12,6 +12,9 @@ training set is what memorising the data scores.
 
 Units: radians in, millimetres and degrees out. A non-finite prediction is
 never dropped: its errors are NaN, summaries count it and treat it as +inf.
+
+Numpy only (scikit-learn is imported by the k-NN baseline when it runs); the plots of these
+reports are in `iklab.plots`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from iklab.kinematics import Robot, as_joint_batch, fk, rotation_angle_between, wrap_angle
+from .kinematics import Robot, as_joint_batch, fk, rotation_angle_between, wrap_angle
+from .metric_names import POSITION_MEDIAN, POSITION_P95, ROTATION_MEDIAN
 
 _PERCENTILES = (50.0, 95.0, 100.0)
 
@@ -38,8 +40,11 @@ class ErrorReport:
     @property
     def nonfinite_rows(self) -> int:
         """Rows with any non-finite error (a NaN/inf prediction)."""
-        finite = (np.isfinite(self.position_error_mm) & np.isfinite(self.rotation_error_deg)
-                  & np.all(np.isfinite(self.joint_error_deg), axis=1))
+        finite = (
+            np.isfinite(self.position_error_mm)
+            & np.isfinite(self.rotation_error_deg)
+            & np.all(np.isfinite(self.joint_error_deg), axis=1)
+        )
         return int(np.count_nonzero(~finite))
 
     def summary(self, prefix: str = "") -> dict[str, float]:
@@ -48,15 +53,15 @@ class ErrorReport:
         Non-finite errors count as +inf, so one failed row makes the mean and
         max infinite and enough of them move the median: failure stays visible.
         """
-        position_median, position_p95, position_max = _percentiles_inf(self.position_error_mm)
-        rotation_median, rotation_p95, _ = _percentiles_inf(self.rotation_error_deg)
+        position_median, position_p95, position_max = percentiles_inf(self.position_error_mm)
+        rotation_median, rotation_p95, _ = percentiles_inf(self.rotation_error_deg)
         joint = _nonfinite_as_inf(self.joint_error_deg)
         metrics = {
-            "position_error_mm_median": position_median,
+            POSITION_MEDIAN: position_median,
             "position_error_mm_mean": float(np.mean(_nonfinite_as_inf(self.position_error_mm))),
-            "position_error_mm_p95": position_p95,
+            POSITION_P95: position_p95,
             "position_error_mm_max": position_max,
-            "rotation_error_deg_median": rotation_median,
+            ROTATION_MEDIAN: rotation_median,
             "rotation_error_deg_mean": float(np.mean(_nonfinite_as_inf(self.rotation_error_deg))),
             "rotation_error_deg_p95": rotation_p95,
             "joint_error_deg_mean": float(np.mean(joint)),
@@ -70,7 +75,7 @@ def _nonfinite_as_inf(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.inf)
 
 
-def _percentiles_inf(values: np.ndarray, percents=_PERCENTILES) -> list[float]:
+def percentiles_inf(values: np.ndarray, percents: tuple[float, ...] = _PERCENTILES) -> list[float]:
     """numpy's linear percentiles of ``(N,)`` values, with non-finite values as +inf.
 
     np.percentile returns NaN as soon as an interpolation touches inf
@@ -96,8 +101,9 @@ def _check_joints(name: str, q: np.ndarray, n_joints: int, finite: bool) -> np.n
     return q
 
 
-def task_space_errors(robot: Robot, q_pred: np.ndarray, q_true: np.ndarray,
-                      target_poses: np.ndarray | None = None) -> ErrorReport:
+def task_space_errors(
+    robot: Robot, q_pred: np.ndarray, q_true: np.ndarray, target_poses: np.ndarray | None = None
+) -> ErrorReport:
     """Errors of predicted joints ``(N, 6)`` rad against true joints ``(N, 6)`` rad.
 
     ``target_poses`` ``(N, 4, 4)`` defaults to ``fk(robot, q_true)``; pass it
@@ -108,16 +114,19 @@ def task_space_errors(robot: Robot, q_pred: np.ndarray, q_true: np.ndarray,
     q_pred = _check_joints("q_pred", q_pred, n_joints, finite=False)
     q_true = _check_joints("q_true", q_true, n_joints, finite=True)
     if q_pred.shape != q_true.shape:
-        raise ValueError(f"q_pred has shape {q_pred.shape} but q_true has shape {q_true.shape}; "
-                         "they must describe the same rows")
+        raise ValueError(
+            f"q_pred has shape {q_pred.shape} but q_true has shape {q_true.shape}; they must describe the same rows"
+        )
     if q_pred.shape[0] == 0:
         raise ValueError("no rows to evaluate: q_pred and q_true are empty")
     if target_poses is None:
         target_poses = fk(robot, q_true)
     target_poses = np.asarray(target_poses, dtype=np.float64)
     if target_poses.shape != (q_true.shape[0], 4, 4):
-        raise ValueError(f"target_poses must have shape ({q_true.shape[0]}, 4, 4) to match "
-                         f"q_true {q_true.shape}, got {target_poses.shape}")
+        raise ValueError(
+            f"target_poses must have shape ({q_true.shape[0]}, 4, 4) to match "
+            f"q_true {q_true.shape}, got {target_poses.shape}"
+        )
     if not np.all(np.isfinite(target_poses)):
         raise ValueError("target_poses contains NaN or inf; targets must be finite")
     with np.errstate(invalid="ignore"):  # NaN predictions are expected to give NaN rows
@@ -125,9 +134,9 @@ def task_space_errors(robot: Robot, q_pred: np.ndarray, q_true: np.ndarray,
         position = np.linalg.norm(predicted[:, :3, 3] - target_poses[:, :3, 3], axis=1)
         rotation = rotation_angle_between(predicted[:, :3, :3], target_poses[:, :3, :3])
         joint = np.abs(wrap_angle(q_pred - q_true))
-    return ErrorReport(position_error_mm=position * 1000.0,
-                       rotation_error_deg=np.degrees(rotation),
-                       joint_error_deg=np.degrees(joint))
+    return ErrorReport(
+        position_error_mm=position * 1000.0, rotation_error_deg=np.degrees(rotation), joint_error_deg=np.degrees(joint)
+    )
 
 
 def circular_mean(q: np.ndarray) -> np.ndarray:
@@ -150,8 +159,15 @@ def mean_baseline(q_train: np.ndarray, n: int) -> np.ndarray:
     return np.tile(circular_mean(q_train), (int(n), 1))
 
 
-def knn_baseline(features_train: np.ndarray, q_train: np.ndarray, features_query: np.ndarray, *,
-                 k: int = 1, max_train_rows: int = 200_000, seed: int = 0) -> np.ndarray:
+def knn_baseline(
+    features_train: np.ndarray,
+    q_train: np.ndarray,
+    features_query: np.ndarray,
+    *,
+    k: int = 1,
+    max_train_rows: int = 200_000,
+    seed: int = 0,
+) -> np.ndarray:
     """k-nearest-neighbour joints: features ``(N, F)``, joints ``(N, D)`` rad, queries ``(M, F)`` -> ``(M, D)``.
 
     Neighbours are found in standardized feature space (so metres and
@@ -166,13 +182,16 @@ def knn_baseline(features_train: np.ndarray, q_train: np.ndarray, features_query
     features_train, features_query = (np.asarray(a, dtype=np.float64) for a in (features_train, features_query))
     q_train = np.asarray(q_train, dtype=np.float64)
     if features_train.ndim != 2 or q_train.ndim != 2 or features_train.shape[0] != q_train.shape[0]:
-        raise ValueError(f"features_train (N, F) and q_train (N, D) must be 2-D with the same N, "
-                         f"got {features_train.shape} and {q_train.shape}")
+        raise ValueError(
+            f"features_train (N, F) and q_train (N, D) must be 2-D with the same N, "
+            f"got {features_train.shape} and {q_train.shape}"
+        )
     if features_query.ndim != 2 or features_query.shape[1] != features_train.shape[1]:
-        raise ValueError(f"features_query must have shape (M, {features_train.shape[1]}) like "
-                         f"features_train, got {features_query.shape}")
-    for name, array in (("features_train", features_train), ("q_train", q_train),
-                        ("features_query", features_query)):
+        raise ValueError(
+            f"features_query must have shape (M, {features_train.shape[1]}) like "
+            f"features_train, got {features_query.shape}"
+        )
+    for name, array in (("features_train", features_train), ("q_train", q_train), ("features_query", features_query)):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contains NaN or inf; k-NN needs finite inputs")
     if max_train_rows < 1:
@@ -193,10 +212,19 @@ def knn_baseline(features_train: np.ndarray, q_train: np.ndarray, features_query
     return np.arctan2(sin_cos[:, :n_joints], sin_cos[:, n_joints:])
 
 
-def evaluate_with_baselines(robot: Robot, q_pred: np.ndarray, q_test: np.ndarray,
-                            features_train: np.ndarray, q_train: np.ndarray, features_test: np.ndarray, *,
-                            knn_k: int = 1, knn_rows: int = 200_000, seed: int = 0,
-                            target_poses: np.ndarray | None = None) -> dict[str, ErrorReport]:
+def evaluate_with_baselines(
+    robot: Robot,
+    q_pred: np.ndarray,
+    q_test: np.ndarray,
+    features_train: np.ndarray,
+    q_train: np.ndarray,
+    features_test: np.ndarray,
+    *,
+    knn_k: int = 1,
+    knn_rows: int = 200_000,
+    seed: int = 0,
+    target_poses: np.ndarray | None = None,
+) -> dict[str, ErrorReport]:
     """Errors of the model and both baselines on the same test rows.
 
     ``q_pred``/``q_test`` ``(N, 6)`` rad, ``features_test`` ``(N, F)``,
@@ -206,64 +234,11 @@ def evaluate_with_baselines(robot: Robot, q_pred: np.ndarray, q_test: np.ndarray
     q_test = _check_joints("q_test", q_test, robot.n_joints, finite=True)
     features_test = np.asarray(features_test)
     if features_test.ndim != 2 or features_test.shape[0] != q_test.shape[0]:
-        raise ValueError(f"features_test must have one row per test row, shape ({q_test.shape[0]}, F), "
-                         f"got {features_test.shape}")
+        raise ValueError(
+            f"features_test must have one row per test row, shape ({q_test.shape[0]}, F), got {features_test.shape}"
+        )
     if target_poses is None:
         target_poses = fk(robot, q_test)  # once, shared by all three reports
-    knn_pred = knn_baseline(features_train, q_train, features_test, k=knn_k,
-                            max_train_rows=knn_rows, seed=seed)
+    knn_pred = knn_baseline(features_train, q_train, features_test, k=knn_k, max_train_rows=knn_rows, seed=seed)
     predictions = {"model": q_pred, "mean": mean_baseline(q_train, q_test.shape[0]), "knn": knn_pred}
     return {name: task_space_errors(robot, q, q_test, target_poses) for name, q in predictions.items()}
-
-
-def error_histograms(reports: dict[str, ErrorReport], title: str = "") -> Figure:
-    """Overlaid log-binned histograms of position (mm) and rotation (deg) error, one per report.
-
-    Errors span orders of magnitude (0.01 mm for a good model, 1 m for the
-    mean baseline), hence log bins and a log axis. Errors below the
-    resolution floor (exact answers included) are drawn in the lowest bin and
-    counted in the legend; non-finite rows cannot be drawn and are counted too.
-    """
-    if not reports:
-        raise ValueError("error_histograms needs at least one ErrorReport, got an empty dict")
-    figure = Figure(figsize=(12.0, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)  # Agg canvas without pyplot: nothing left in global state
-    axes = figure.subplots(1, 2)
-    panels = ((axes[0], "position_error_mm", "mm", "Position error", "position error (mm)"),
-              (axes[1], "rotation_error_deg", "deg", "Rotation error", "rotation error (deg)"))
-    for axis, field, unit, panel_title, label in panels:
-        bins = _log_bins([getattr(report, field) for report in reports.values()], _HISTOGRAM_FLOOR[unit])
-        for index, (name, report) in enumerate(reports.items()):
-            values = getattr(report, field)
-            finite = values[np.isfinite(values)]
-            notes = [f"median {_percentiles_inf(values, (50.0,))[0]:.3g} {unit}"]
-            if np.any(finite < bins[0]):
-                notes.append(f"{np.count_nonzero(finite < bins[0])} below {bins[0]:.3g}")
-            if finite.size < values.size:
-                notes.append(f"{values.size - finite.size} non-finite")
-            axis.hist(np.clip(finite, bins[0], bins[-1]), bins=bins, histtype="step", linewidth=1.6,
-                      color=f"C{index % 10}", label=f"{name} ({', '.join(notes)})")
-        axis.set_xscale("log")
-        axis.set_title(panel_title)
-        axis.set_xlabel(label)
-        axis.set_ylabel("rows")
-        axis.legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
-    return figure
-
-
-# Lowest bin edge allowed: 1 micrometre and 0.001 degree are far below what any
-# IK network reaches, and without a floor float round-off of exact answers
-# (1e-13 mm) would stretch the axis over 16 decades.
-_HISTOGRAM_FLOOR = {"mm": 1e-3, "deg": 1e-3}
-
-
-def _log_bins(arrays: list[np.ndarray], floor: float, n_bins: int = 60) -> np.ndarray:
-    """Geometric bin edges from ``max(smallest finite value, floor)`` to the largest."""
-    values = np.concatenate([a[np.isfinite(a)] for a in arrays])
-    if values.size == 0:  # every row failed: any sensible range will do
-        return np.geomspace(floor, floor * 1e6, n_bins + 1)
-    low = max(float(values.min()), floor)
-    high = max(float(values.max()), low * 10.0)
-    return np.geomspace(low, high * (1.0 + 1e-9), n_bins + 1)

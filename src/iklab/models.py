@@ -11,20 +11,24 @@ training joints) comes last, so the network itself works in standard units.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
 from .config import ModelConfig, OptimizerConfig, TrainingConfig
-from .data import decode_outputs
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
-# Key of the metadata a logged model carries for robot code (robot, region, encodings).
-MODEL_METADATA_KEY = "iklab"
 
 
-def build_model(cfg: ModelConfig, train_inputs: np.ndarray, n_outputs: int, *,
-                train_targets: np.ndarray | None = None, name: str = "ik") -> keras.Model:
+def build_model(
+    cfg: ModelConfig,
+    train_inputs: np.ndarray,
+    n_outputs: int,
+    *,
+    train_targets: np.ndarray | None = None,
+    name: str = "ik",
+) -> keras.Model:
     """A model from ``cfg``; ``train_inputs`` adapt the input normalization.
 
     ``train_targets`` (angle outputs) adapt an inverted normalization on the
@@ -52,7 +56,7 @@ def build_model(cfg: ModelConfig, train_inputs: np.ndarray, n_outputs: int, *,
 class _Counter:
     """Numbers the hidden blocks so every layer name is unique and ordered."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.value = 0
 
     def next(self) -> int:
@@ -74,7 +78,7 @@ def _check(cfg: ModelConfig) -> None:
         raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
 
 
-def _activate(x, cfg: ModelConfig, index: int):
+def _activate(x: keras.KerasTensor, cfg: ModelConfig, index: int) -> keras.KerasTensor:
     """Activation with optional batch norm before or after it."""
     if cfg.batch_norm == "before":
         x = keras.layers.BatchNormalization(name=f"bn_{index}")(x)
@@ -84,10 +88,11 @@ def _activate(x, cfg: ModelConfig, index: int):
     return x
 
 
-def _dense_block(x, width: int, cfg: ModelConfig, counter: _Counter):
+def _dense_block(x: keras.KerasTensor, width: int, cfg: ModelConfig, counter: _Counter) -> keras.KerasTensor:
     index = counter.next()
-    y = keras.layers.Dense(width, name=f"dense_{index}", kernel_initializer=cfg.kernel_initializer,
-                           use_bias=cfg.batch_norm != "before")(x)
+    y = keras.layers.Dense(
+        width, name=f"dense_{index}", kernel_initializer=cfg.kernel_initializer, use_bias=cfg.batch_norm != "before"
+    )(x)
     y = _activate(y, cfg, index)
     if cfg.dropout:
         y = keras.layers.Dropout(cfg.dropout, name=f"dropout_{index}")(y)
@@ -96,13 +101,18 @@ def _dense_block(x, width: int, cfg: ModelConfig, counter: _Counter):
     return y
 
 
-def _conv_front(x, cfg: ModelConfig, counter: _Counter):
+def _conv_front(x: keras.KerasTensor, cfg: ModelConfig, counter: _Counter) -> keras.KerasTensor:
     """Treat the feature vector as a length-F sequence of one channel (question 000's fix)."""
     x = keras.layers.Reshape((x.shape[-1], 1), name="as_sequence")(x)
     for _ in range(cfg.conv_layers):
         index = counter.next()
-        x = keras.layers.Conv1D(cfg.conv_filters, cfg.conv_kernel_size, padding="same",
-                                name=f"conv_{index}", kernel_initializer=cfg.kernel_initializer)(x)
+        x = keras.layers.Conv1D(
+            cfg.conv_filters,
+            cfg.conv_kernel_size,
+            padding="same",
+            name=f"conv_{index}",
+            kernel_initializer=cfg.kernel_initializer,
+        )(x)
         x = _activate(x, cfg, index)
     return keras.layers.Flatten(name="flatten")(x)
 
@@ -121,7 +131,9 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
     raise ValueError(f"optimizer.name must be adam, adamw, sgd or rmsprop, got {cfg.name!r}")
 
 
-def _schedule(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int):
+def _schedule(
+    cfg: OptimizerConfig, steps_per_epoch: int, epochs: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     if cfg.learning_rate <= 0:
         raise ValueError(f"optimizer.learning_rate must be > 0, got {cfg.learning_rate}")
     schedules = keras.optimizers.schedules
@@ -134,16 +146,15 @@ def _schedule(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int):
     if cfg.schedule == "inverse_time":
         # Keras 2's Adam(decay=d): lr_t = lr / (1 + d * t), t counted in steps
         return schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
-    raise ValueError("optimizer.schedule must be constant, cosine, exponential or inverse_time, "
-                     f"got {cfg.schedule!r}")
+    raise ValueError(f"optimizer.schedule must be constant, cosine, exponential or inverse_time, got {cfg.schedule!r}")
 
 
-def wrapped_angle_loss(y_true, y_pred):
+def wrapped_angle_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
     """2 (1 - cos(error)) per joint: equals error^2 near 0, and is 2*pi periodic."""
     return keras.ops.mean(2.0 * (1.0 - keras.ops.cos(y_pred - y_true)), axis=-1)
 
 
-def build_loss(cfg: TrainingConfig, output_encoding: str):
+def build_loss(cfg: TrainingConfig, output_encoding: str) -> Callable | keras.losses.Loss:
     kind = cfg.loss
     if kind == "auto":
         kind = "wrapped" if output_encoding == "angles" else "mse"
@@ -154,19 +165,6 @@ def build_loss(cfg: TrainingConfig, output_encoding: str):
     if kind in ("mse", "mae"):
         return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[kind]
     raise ValueError(f"training.loss must be auto, mse, mae or wrapped, got {cfg.loss!r}")
-
-
-_PREDICT_CHUNK = 65536
-
-
-def predict_joints(model: keras.Model, features: np.ndarray, output_encoding: str) -> np.ndarray:
-    """Raw pose features ``(N, F)`` -> decoded joint angles ``(N, 6)`` radians."""
-    # predict_on_batch over large chunks: model.predict's per-call data pipeline costs
-    # 3x the forward pass of a 4x256 MLP on 10k rows here; chunks bound the memory.
-    chunks = [model.predict_on_batch(features[start:start + _PREDICT_CHUNK])
-              for start in range(0, len(features), _PREDICT_CHUNK)]
-    raw = np.concatenate([np.asarray(c) for c in chunks]) if chunks else np.zeros((0,) + model.output_shape[1:])
-    return decode_outputs(raw, output_encoding)
 
 
 def count_parameters(model: keras.Model) -> int:

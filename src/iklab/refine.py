@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iklab.kinematics import Robot, as_joint_batch, fk_and_jacobian, fk_rotation_translation, rotation_angle_between
+from .kinematics import Robot, as_joint_batch, fk_and_jacobian, fk_rotation_translation, rotation_angle_between
 
 # Per-row damping lambda is kept in this range. The floor keeps J J^T + lambda^2 I
 # safely invertible at exact singularities (lambda^2 = 1e-12 against entries of
@@ -69,10 +69,18 @@ def rotation_log(rotation: np.ndarray) -> np.ndarray:
     return vector
 
 
-def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
-           lower: np.ndarray | None = None, upper: np.ndarray | None = None,
-           max_iterations: int = 50, tolerance_m: float = 1e-5, tolerance_rad: float = 1e-5,
-           damping: float = 1e-3) -> RefineResult:
+def refine(
+    robot: Robot,
+    q0: np.ndarray,
+    target_poses: np.ndarray,
+    *,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    max_iterations: int = 50,
+    tolerance_m: float = 1e-5,
+    tolerance_rad: float = 1e-5,
+    damping: float = 1e-3,
+) -> RefineResult:
     """Refine approximate IK solutions by batched damped least squares (Levenberg-Marquardt).
 
     ``q0`` ``(N, 6)`` radians and ``target_poses`` ``(N, 4, 4)`` -> :class:`RefineResult`.
@@ -84,8 +92,7 @@ def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
     whose box is narrower than 2*pi (q0 is first moved into the box, by 2*pi
     if that suffices, else to the nearer edge); other joints are free.
     """
-    q, target_r, target_p = _check_inputs(q0, target_poses, max_iterations, tolerance_m,
-                                          tolerance_rad, damping)
+    q, target_r, target_p = _check_inputs(q0, target_poses, max_iterations, tolerance_m, tolerance_rad, damping)
     low, high = _limit_bounds(lower, upper, q.shape[1])
     q = _project_into_limits(q, low, high)
     n = q.shape[0]
@@ -106,8 +113,9 @@ def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
         trial_error = _pose_error(trial_r, trial_p, target_r[rows], target_p[rows])
         trial_cost = np.einsum("ni,ni->n", trial_error, trial_error)
         better = trial_cost < cost[rows]  # False for NaN: a blown-up step is just rejected
-        mu[rows], growth[rows] = _update_damping(mu[rows], growth[rows], better, cost[rows], trial_cost,
-                                                 jac[rows], error[rows], trial_q - q[rows])
+        mu[rows], growth[rows] = _update_damping(
+            mu[rows], growth[rows], better, cost[rows], trial_cost, jac[rows], error[rows], trial_q - q[rows]
+        )
         accepted = rows[better]
         q[accepted], jac[accepted] = trial_q[better], trial_jac[better]
         error[accepted], cost[accepted] = trial_error[better], trial_cost[better]
@@ -115,8 +123,15 @@ def refine(robot: Robot, q0: np.ndarray, target_poses: np.ndarray, *,
     return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations)
 
 
-def verify(robot: Robot, q: np.ndarray, target_r: np.ndarray, target_p: np.ndarray, tolerance_m: float,
-           tolerance_rad: float, iterations: np.ndarray | None = None) -> RefineResult:
+def verify(
+    robot: Robot,
+    q: np.ndarray,
+    target_r: np.ndarray,
+    target_p: np.ndarray,
+    tolerance_m: float,
+    tolerance_rad: float,
+    iterations: np.ndarray | None = None,
+) -> RefineResult:
     """Judge joints ``q`` ``(N, 6)`` against target rotations ``(N, 3, 3)`` and positions ``(N, 3)``
     by FK (independent of the Jacobian pass); ``iterations`` default to 0 (not refined)."""
     rotation, position = fk_rotation_translation(robot, q)
@@ -125,11 +140,21 @@ def verify(robot: Robot, q: np.ndarray, target_r: np.ndarray, target_p: np.ndarr
     success = (position_error <= tolerance_m) & (rotation_error <= tolerance_rad)
     if iterations is None:
         iterations = np.zeros(len(q), dtype=np.int64)
-    return RefineResult(q=q, position_error_m=position_error, rotation_error_rad=rotation_error,
-                        success=success, iterations=iterations)
+    return RefineResult(
+        q=q, position_error_m=position_error, rotation_error_rad=rotation_error, success=success, iterations=iterations
+    )
 
 
-def _update_damping(mu, growth, better, cost, trial_cost, jac, error, step):
+def _update_damping(
+    mu: np.ndarray,
+    growth: np.ndarray,
+    better: np.ndarray,
+    cost: np.ndarray,
+    trial_cost: np.ndarray,
+    jac: np.ndarray,
+    error: np.ndarray,
+    step: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Nielsen's rule for ``mu = lambda^2`` per row, all ``(M,)`` but ``jac`` ``(M, 6, 6)``,
     ``error``/``step`` ``(M, 6)`` -> new ``mu``, ``growth``.
 
@@ -174,8 +199,9 @@ def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         pivot = a[j, j] - sum((low[j][k] ** 2 for k in range(j)), start=np.zeros_like(a[j, j]))
         low[j][j] = np.sqrt(pivot)
         for i in range(j + 1, n):
-            low[i][j] = (a[i, j] - sum((low[i][k] * low[j][k] for k in range(j)),
-                                       start=np.zeros_like(a[i, j]))) / low[j][j]
+            low[i][j] = (a[i, j] - sum((low[i][k] * low[j][k] for k in range(j)), start=np.zeros_like(a[i, j]))) / low[
+                j
+            ][j]
     y = [None] * n
     for i in range(n):  # forward: low y = b
         y[i] = (b[i] - sum((low[i][k] * y[k] for k in range(i)), start=np.zeros_like(b[i]))) / low[i][i]
@@ -185,7 +211,7 @@ def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack(x)
 
 
-def _pose_error(rotation, position, target_r, target_p) -> np.ndarray:
+def _pose_error(rotation: np.ndarray, position: np.ndarray, target_r: np.ndarray, target_p: np.ndarray) -> np.ndarray:
     """``[p_t - p; log(R_t R^T)]`` ``(M, 6)``: the base-frame twist that closes the gap."""
     relative = target_r @ np.swapaxes(rotation, 1, 2)
     return np.concatenate([target_p - position, rotation_log(relative)], axis=1)
@@ -193,8 +219,9 @@ def _pose_error(rotation, position, target_r, target_p) -> np.ndarray:
 
 def _within_tolerance(error: np.ndarray, tolerance_m: float, tolerance_rad: float) -> np.ndarray:
     """From the pose error ``(M, 6)``: |position part| and |log map| (the geodesic angle) within tolerance."""
-    return ((np.einsum("ni,ni->n", error[:, :3], error[:, :3]) <= tolerance_m**2)
-            & (np.einsum("ni,ni->n", error[:, 3:], error[:, 3:]) <= tolerance_rad**2))
+    return (np.einsum("ni,ni->n", error[:, :3], error[:, :3]) <= tolerance_m**2) & (
+        np.einsum("ni,ni->n", error[:, 3:], error[:, 3:]) <= tolerance_rad**2
+    )
 
 
 # --- input checks -------------------------------------------------------------
@@ -213,23 +240,26 @@ def _joint_batch(q: np.ndarray, name: str) -> np.ndarray:
     return q
 
 
-def _check_inputs(q0, target_poses, max_iterations, tolerance_m, tolerance_rad, damping):
+def _check_inputs(
+    q0: object, target_poses: object, max_iterations: int, tolerance_m: float, tolerance_rad: float, damping: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated copies: q ``(N, 6)``, target rotations ``(N, 3, 3)``, positions ``(N, 3)``."""
     q = _joint_batch(q0, "q0").copy()
     poses = validate_poses(target_poses)
     if poses.shape[0] != q.shape[0]:
-        raise ValueError(f"q0 has {q.shape[0]} rows but target_poses has {poses.shape[0]}; "
-                         "give one target pose per starting configuration")
+        raise ValueError(
+            f"q0 has {q.shape[0]} rows but target_poses has {poses.shape[0]}; "
+            "give one target pose per starting configuration"
+        )
     if not (isinstance(max_iterations, (int, np.integer)) and max_iterations >= 0):
         raise ValueError(f"max_iterations must be an integer >= 0, got {max_iterations!r}")
-    for name, value in (("tolerance_m", tolerance_m), ("tolerance_rad", tolerance_rad),
-                        ("damping", damping)):
+    for name, value in (("tolerance_m", tolerance_m), ("tolerance_rad", tolerance_rad), ("damping", damping)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return q, poses[:, :3, :3].copy(), poses[:, :3, 3].copy()
 
 
-def validate_poses(target_poses) -> np.ndarray:
+def validate_poses(target_poses: object) -> np.ndarray:
     """``(N, 4, 4)`` float64 poses, or ValueError naming the non-finite / non-rotation rows."""
     poses = np.asarray(target_poses, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4):
@@ -239,15 +269,18 @@ def validate_poses(target_poses) -> np.ndarray:
         raise ValueError(f"target_poses has non-finite values in rows {row_list(bad)}")
     target_r = poses[:, :3, :3].copy()
     gram = np.swapaxes(target_r, 1, 2) @ target_r
-    bad = np.flatnonzero((np.max(np.abs(gram - np.eye(3)), axis=(1, 2)) > _ROTATION_CHECK_TOLERANCE)
-                         | (np.linalg.det(target_r) <= 0.0))
+    bad = np.flatnonzero(
+        (np.max(np.abs(gram - np.eye(3)), axis=(1, 2)) > _ROTATION_CHECK_TOLERANCE) | (np.linalg.det(target_r) <= 0.0)
+    )
     if bad.size:
-        raise ValueError(f"target_poses rows {row_list(bad)} have a rotation part that is not "
-                         f"orthonormal with det +1 (within {_ROTATION_CHECK_TOLERANCE:g})")
+        raise ValueError(
+            f"target_poses rows {row_list(bad)} have a rotation part that is not "
+            f"orthonormal with det +1 (within {_ROTATION_CHECK_TOLERANCE:g})"
+        )
     return poses
 
 
-def _limit_bounds(lower, upper, joints: int) -> tuple[np.ndarray, np.ndarray]:
+def _limit_bounds(lower: object, upper: object, joints: int) -> tuple[np.ndarray, np.ndarray]:
     """``(joints,)`` bounds for clipping: +-inf for joints free to turn a full circle."""
     if lower is None and upper is None:
         return np.full(joints, -np.inf), np.full(joints, np.inf)

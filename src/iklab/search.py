@@ -1,6 +1,6 @@
 """`run_search(config) -> StudyResult`: an Optuna study over architectures, one nested MLflow
 run per trial, pruning on the validation error and on the diagnostics, and at the end a
-retrained, registered champion (see `iklab.champion`).
+retrained, registered champion (see `iklab.study` and `iklab.registry`).
 
 Behind `mlflow run . -e search`, `make search` and `python -m iklab.search`.
 """
@@ -9,90 +9,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
 
-import keras
 import mlflow
 import optuna
 from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
-from .config import (ConfigError, ExperimentConfig, apply_overrides, build_dataclass,
-                     experiment_from_dict, read_yaml)
-from .train import train
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    name: str = "ik-jaco-search"
-    storage: str = "sqlite:///optuna.db"  # never MLflow's database (schema clash)
-    n_trials: int = 16  # complete + pruned trials the study stops at (reruns resume towards it)
-    timeout_minutes: float = 8.0  # this process stops starting trials after this
-    seed: int = 0
-    pruner: str = "median"  # median | hyperband | none
-    pruner_startup_trials: int = 3  # trials that always finish, to give the median a basis
-    pruner_warmup_epochs: int = 2
-    diagnostic_pruning_epochs: int = 3  # a trial still dead or collapsed after this is pruned
-    heartbeat_seconds: int = 30  # a trial silent for 2x this (crash, kill) is marked failed
-    finalize: bool = True  # retrain, evaluate and register the best; false for extra workers
-    retrain: bool = True  # retrain the best configuration with `final_overrides` (all rows)
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    name: str
-    base: str  # the experiment file every trial starts from
-    study: StudyConfig = field(default_factory=StudyConfig)
-    space: dict = field(default_factory=dict)  # "section.key" -> {choices | low/high[/log]}, role
-    trial_overrides: dict = field(default_factory=dict)  # the fixed budget of one trial
-    final_overrides: dict = field(default_factory=dict)  # for retraining the best configuration
-    source: str = ""  # the search file
-
-
-@dataclass
-class StudyResult:
-    study_name: str
-    parent_run_id: str
-    counts: dict  # complete / pruned / failed trials
-    best_trial: int | None = None
-    best_value: float | None = None  # validation median position error, mm
-    best_params: dict = field(default_factory=dict)
-    champion: dict = field(default_factory=dict)  # see iklab.champion.finalize
-    wall_seconds: float = 0.0
-
-
-def load_search(path, overrides: dict | None = None) -> SearchConfig:
-    raw = read_yaml(path)
-    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-    study = {**raw.get("study", {}), **(overrides or {})}
-    config = build_dataclass(SearchConfig, {**raw, "study": study, "source": str(path)}, str(path))
-    for key, spec in config.space.items():
-        _check_space_entry(key, spec, str(path))
-    base_experiment(config)  # fail now, not in trial 0, on a bad base or override
-    return config
-
-
-def _check_space_entry(key: str, spec, source: str) -> None:
-    if not isinstance(spec, dict) or not ({"choices"} <= set(spec) or {"low", "high"} <= set(spec)):
-        raise ConfigError(f"{source}: space.{key} needs `choices: [...]` or `low:` and `high:`")
-    unknown = set(spec) - {"choices", "low", "high", "log", "step", "role"}
-    if unknown:
-        raise ConfigError(f"{source}: space.{key}: unknown field {sorted(unknown)[0]}")
-    if spec.get("role", "scientific") not in ("scientific", "nuisance"):
-        raise ConfigError(f"{source}: space.{key}: role must be scientific or nuisance "
-                          "(fixed parameters go in trial_overrides)")
-
-
-def base_experiment(config: SearchConfig, params: dict | None = None, final: bool = False) -> ExperimentConfig:
-    """The experiment of one trial (or of the final retraining) as a validated config."""
-    raw = read_yaml(config.base)
-    raw.setdefault("name", os.path.splitext(os.path.basename(config.base))[0])
-    overrides = {**config.trial_overrides, **(config.final_overrides if final else {}), **(params or {})}
-    return experiment_from_dict(apply_overrides(raw, overrides, config.source), config.source)
+from . import metric_names as M
+from .config import ConfigError, ExperimentConfig
+from .console import quiet_console
+from .diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
+from .search_config import SearchConfig, base_experiment, load_search
+from .study import StudyResult, finalize, log_study_artifacts, parent_run, redact
+from .train import StoppingCallback, train
 
 
 def sample_params(trial: optuna.Trial, space: dict) -> dict:
@@ -103,8 +39,9 @@ def sample_params(trial: optuna.Trial, space: dict) -> dict:
         elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
             params[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1))
         else:
-            params[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]),
-                                              log=bool(spec.get("log", False)))
+            params[key] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
+            )
     return params
 
 
@@ -116,61 +53,84 @@ def trial_run_name(number: int, config: ExperimentConfig) -> str:
     return f"t{number:03d} {m.family} {front}{shape} {m.activation} bn-{m.batch_norm}"
 
 
-class PruneCallback(keras.callbacks.Callback):
-    """Reports the probe's position error to Optuna; stops hopeless, dead or collapsed trials."""
+class PruneCallback(StoppingCallback):
+    """Reports the probe's position error to Optuna; stops hopeless, dead or collapsed trials.
 
-    def __init__(self, trial: optuna.Trial, diagnostic_epochs: int):
+    Reads what train()'s probes wrote into ``logs`` this epoch; the thresholds are the
+    diagnostics' own (a trial is pruned for what would flag a finished run).
+    """
+
+    def __init__(self, trial: optuna.Trial, diagnostic_epochs: int) -> None:
         super().__init__()
         self.trial, self.diagnostic_epochs = trial, diagnostic_epochs
-        self.stop_reason: str | None = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        value = logs.get("val_position_error_mm", math.nan)
+        value = logs.get(M.VAL_POSITION_ERROR_MM, math.nan)
         if math.isfinite(value):
             self.trial.report(value, epoch)
         reason = self._diagnostic_reason(epoch, logs)
         if reason is None and self.trial.should_prune():
             reason = f"pruner: val position error {value:.1f} mm at epoch {epoch + 1} is worse than the median"
         if reason:
-            self.stop_reason = reason
-            self.model.stop_training = True
+            self.request_stop(reason)
 
     def _diagnostic_reason(self, epoch: int, logs: dict) -> str | None:
         if epoch + 1 < self.diagnostic_epochs:
             return None
-        dead = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("dead_fraction/") and v >= 0.99}
+        dead = {
+            k.removeprefix(M.DEAD_FRACTION): v
+            for k, v in logs.items()
+            if k.startswith(M.DEAD_FRACTION) and v >= DEAD_LAYER_FRACTION
+        }
         if dead:
-            return f"dead_layer: {', '.join(dead)} >= 99% dead after {epoch + 1} epochs"
-        if logs.get("r2_mean", 1.0) < 0.05:
-            return f"collapsed_to_mean: mean R^2 {logs['r2_mean']:.3f} after {epoch + 1} epochs"
+            return f"dead_layer: {', '.join(dead)} >= {DEAD_LAYER_FRACTION:.0%} dead after {epoch + 1} epochs"
+        if logs.get(M.R2_MEAN, 1.0) < COLLAPSE_R2:
+            return f"collapsed_to_mean: mean R^2 {logs[M.R2_MEAN]:.3f} after {epoch + 1} epochs"
         return None
 
 
 def make_study(config: SearchConfig) -> optuna.Study:
     s = config.study
-    storage = RDBStorage(s.storage, heartbeat_interval=s.heartbeat_seconds, grace_period=2 * s.heartbeat_seconds)
-    pruners = {"median": optuna.pruners.MedianPruner(s.pruner_startup_trials, s.pruner_warmup_epochs),
-               "hyperband": optuna.pruners.HyperbandPruner(min_resource=s.pruner_warmup_epochs),
-               "none": optuna.pruners.NopPruner()}
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(
+                s.storage, heartbeat_interval=s.heartbeat_seconds, grace_period=2 * s.heartbeat_seconds
+            )
+    except (SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, an unreachable database
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {reason}") from None
+    pruners = {
+        "median": optuna.pruners.MedianPruner(s.pruner_startup_trials, s.pruner_warmup_epochs),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=s.pruner_warmup_epochs),
+        "none": optuna.pruners.NopPruner(),
+    }
     if s.pruner not in pruners:
         raise ConfigError(f"{config.source}: study.pruner must be median, hyperband or none")
-    study = optuna.create_study(study_name=s.name, storage=storage, direction="minimize", load_if_exists=True,
-                                pruner=pruners[s.pruner])
+    study = optuna.create_study(
+        study_name=s.name, storage=storage, direction="minimize", load_if_exists=True, pruner=pruners[s.pruner]
+    )
     # Seeded, offset by the trials already stored, so a resumed study does not replay its start.
     study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials))
     return study
 
 
-def objective_for(config: SearchConfig, parent_run_id: str):
+def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         params = sample_params(trial, config.space)
         experiment = base_experiment(config, params)
         trial.set_user_attr("family", experiment.model.family)
         pruner = PruneCallback(trial, config.study.diagnostic_pruning_epochs)
         tags = {"study": config.study.name, "family": experiment.model.family, "trial": str(trial.number)}
-        result = train(experiment, parent_run_id=parent_run_id, run_name=trial_run_name(trial.number, experiment),
-                       tags=tags, extra_callbacks=(pruner,), log_model=False)
+        result = train(
+            experiment,
+            parent_run_id=parent_run_id,
+            run_name=trial_run_name(trial.number, experiment),
+            tags=tags,
+            extra_callbacks=(pruner,),
+            log_model=False,
+        )
         trial.set_user_attr("mlflow_run_id", result.run_id)
         mlflow.MlflowClient().log_param(result.run_id, "trial_number", trial.number)
         if result.status == "pruned":
@@ -179,46 +139,55 @@ def objective_for(config: SearchConfig, parent_run_id: str):
         if result.status == "failed":
             trial.set_user_attr("fail_reason", result.reason)
             return math.nan  # Optuna records the trial as failed
-        for key in ("test/position_error_mm_median", "test/rotation_error_deg_median",
-                    "baseline/knn/position_error_mm_median"):
+        for key in (M.TEST_POSITION_MEDIAN, M.TEST + M.ROTATION_MEDIAN, M.KNN_POSITION_MEDIAN):
             trial.set_user_attr(key, result.metrics[key])
-        return result.metrics["val/position_error_mm_median"]
+        return result.metrics[M.VAL_POSITION_MEDIAN]
 
     return objective
 
 
-def progress_line(started: float):
+def progress_line(started: float) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial.params.items())
         value = f"{trial.value:.2f} mm" if trial.value is not None else "-"
         reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason") or ""
-        print(f"[trial {trial.number:3d}] {trial.state.name.lower():8s} {value:>10s}  {short}  "
-              f"{reason}  ({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+        print(
+            f"[trial {trial.number:3d}] {trial.state.name.lower():8s} {value:>10s}  {short}  "
+            f"{reason}  ({(time.perf_counter() - started) / 60:.1f} min)",
+            flush=True,
+        )
 
     return callback
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def trial_counts(study: optuna.Study) -> dict:
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    return {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-            "failed": states.count(TrialState.FAIL), "running": states.count(TrialState.RUNNING)}
+    return {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "failed": states.count(TrialState.FAIL),
+        "running": states.count(TrialState.RUNNING),
+    }
 
 
 def run_search(config: SearchConfig) -> StudyResult:
     """Run (or resume) the study under one parent MLflow run; finalize if configured."""
-    from .champion import finalize, log_study_artifacts, parent_run
-
     started = time.perf_counter()
     study = make_study(config)
     with parent_run(config) as parent:
         stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        study.optimize(objective_for(config, parent.info.run_id), n_trials=config.study.n_trials,
-                       timeout=config.study.timeout_minutes * 60, callbacks=[stop, progress_line(started)],
-                       gc_after_trial=True, catch=(Exception,))  # a crashing trial is a failed trial
+        study.optimize(
+            objective_for(config, parent.info.run_id),
+            n_trials=config.study.n_trials,
+            timeout=config.study.timeout_minutes * 60,
+            callbacks=[stop, progress_line(started)],
+            gc_after_trial=True,
+            catch=(Exception,),
+        )  # a crashing trial is a failed trial
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
         if result.counts["complete"]:
             best = study.best_trial
@@ -230,7 +199,7 @@ def run_search(config: SearchConfig) -> StudyResult:
     return result
 
 
-def _parse_args(argv):
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m iklab.search", description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="experiments/search_jaco.yaml", help="search file")
     parser.add_argument("--n-trials", type=int, default=0, help="0: the file's value")
@@ -238,14 +207,26 @@ def _parse_args(argv):
     parser.add_argument("--storage", default="", help="Optuna storage URL; empty: the file's value")
     parser.add_argument("--study-name", default="", help="empty: the file's value")
     parser.add_argument("--dataset-rows", type=int, default=0, help="dataset size; 0: the base experiment's")
-    parser.add_argument("--finalize", default="", choices=["", "true", "false"],
-                        help="retrain and register the best at the end (false for extra workers)")
+    parser.add_argument(
+        "--finalize",
+        default="",
+        choices=["", "true", "false"],
+        help="retrain and register the best at the end (false for extra workers)",
+    )
     return parser.parse_args(argv)
 
 
-def config_from_args(args) -> SearchConfig:
-    study = {key: value for key, value in (("n_trials", args.n_trials), ("timeout_minutes", args.timeout_minutes),
-                                           ("storage", args.storage), ("name", args.study_name)) if value}
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    study = {
+        key: value
+        for key, value in (
+            ("n_trials", args.n_trials),
+            ("timeout_minutes", args.timeout_minutes),
+            ("storage", args.storage),
+            ("name", args.study_name),
+        )
+        if value
+    }
     if args.finalize:
         study["finalize"] = args.finalize == "true"
     config = load_search(args.experiment, study)
@@ -256,7 +237,7 @@ def config_from_args(args) -> SearchConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    keras.config.disable_interactive_logging()
+    quiet_console()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     try:
         result = run_search(config_from_args(args))
@@ -264,13 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iklab.search: error: {exc}", file=sys.stderr)
         return 2
     c = result.counts
-    print(f"study {result.study_name}: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed "
-          f"in {result.wall_seconds / 60:.1f} min; parent run {result.parent_run_id}")
+    print(
+        f"study {result.study_name}: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed "
+        f"in {result.wall_seconds / 60:.1f} min; parent run {result.parent_run_id}"
+    )
     if result.champion:
         print(result.champion["summary_line"])
     return 0 if result.best_trial is not None else 1
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

@@ -14,6 +14,8 @@ rotation_error_rad (FK of the returned joints against the request), success
 (within 0.01 mm and 0.01 deg), within_region (inside the training region),
 iterations (of refinement). Params: refine (default true), max_iterations.
 Bad rows are refused as a whole request (HTTP 400) with the row numbers.
+
+`iklab.packaging` logs this wrapper with the network and its metadata.
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-from .kinematics import quaternion_to_matrix
+from .encodings import POSE_COLUMNS, poses_from_position_quat
 from .refine import row_list
+from .solver import IKResult, IKSolver
 
-POSE_COLUMNS = ["x", "y", "z", "qw", "qx", "qy", "qz"]
 DEFAULT_PARAMS = {"refine": True, "max_iterations": 50}
 NETWORK_ARTIFACT = "network"
 # A quaternion this far from unit norm is a mistake, not rounding: refuse it rather than guess.
 _QUATERNION_NORM_TOLERANCE = 1e-3
 
 
-def poses_from_rows(rows) -> np.ndarray:
+def poses_from_rows(rows: object) -> np.ndarray:
     """``(N, 7)`` rows (x, y, z, qw, qx, qy, qz) or a DataFrame with those columns -> ``(N, 4, 4)``."""
     if isinstance(rows, pd.DataFrame):
         missing = [c for c in POSE_COLUMNS if c not in rows.columns]
@@ -52,16 +54,14 @@ def poses_from_rows(rows) -> np.ndarray:
         raise ValueError(f"pose rows {row_list(bad)} have NaN or infinite values")
     bad = np.flatnonzero(np.abs(np.linalg.norm(values[:, 3:], axis=1) - 1.0) > _QUATERNION_NORM_TOLERANCE)
     if bad.size:
-        raise ValueError(f"pose rows {row_list(bad)} have a quaternion that is not unit length "
-                         f"(within {_QUATERNION_NORM_TOLERANCE:g})")
-    poses = np.zeros((len(values), 4, 4))
-    poses[:, :3, :3] = quaternion_to_matrix(values[:, 3:])
-    poses[:, :3, 3] = values[:, :3]
-    poses[:, 3, 3] = 1.0
-    return poses
+        raise ValueError(
+            f"pose rows {row_list(bad)} have a quaternion that is not unit length "
+            f"(within {_QUATERNION_NORM_TOLERANCE:g})"
+        )
+    return poses_from_position_quat(values[:, :3], values[:, 3:])
 
 
-def result_frame(result) -> pd.DataFrame:
+def result_frame(result: IKResult) -> pd.DataFrame:
     """An IKResult as one row per pose."""
     frame = pd.DataFrame(result.q, columns=[f"q{i}" for i in range(result.q.shape[1])])
     frame["position_error_m"] = result.position_error_m
@@ -75,16 +75,20 @@ def result_frame(result) -> pd.DataFrame:
 class IKPyfuncModel(PythonModel):
     """Wraps IKSolver; the Keras network and its iklab metadata are the `network` artifact."""
 
-    def load_context(self, context) -> None:
-        from .solver import IKSolver
-
+    def load_context(self, context: object) -> None:
         self.solver = IKSolver.load(context.artifacts[NETWORK_ARTIFACT])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    # `pd.DataFrame`: what MLflow passes after enforcing the signature's columns. MLflow infers no
+    # schema from this hint (the logged signature stays the one iklab.packaging writes) and wraps
+    # no validation around it, so bad rows still reach poses_from_rows and its message.
+    def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         params = {**DEFAULT_PARAMS, **(params or {})}
         try:
-            result = self.solver.solve(poses_from_rows(model_input), refine=bool(params["refine"]),
-                                       max_iterations=int(params["max_iterations"]))
+            result = self.solver.solve(
+                poses_from_rows(model_input),
+                refine=bool(params["refine"]),
+                max_iterations=int(params["max_iterations"]),
+            )
         except ValueError as exc:  # the caller's mistake: HTTP 400 with the message, not a 500
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         return result_frame(result)

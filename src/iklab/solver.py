@@ -8,6 +8,9 @@
 Everything needed comes from the metadata logged with the model (robot DH
 table, region, encodings): no dataset or experiment file. Errors are always
 FK-verified.
+
+Robot side: imports numpy and iklab's core (kinematics, regions, encodings, refine) at
+module level; MLflow when a model is loaded, and TensorFlow only through the loaded network.
 """
 
 from __future__ import annotations
@@ -18,11 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_gen.regions import Region
-
-from .data import encode_inputs
-from .kinematics import Robot, RobotError, matrix_to_quaternion
-from .models import MODEL_METADATA_KEY, predict_joints
+from .encodings import decode_outputs, encode_inputs
+from .kinematics import matrix_to_quaternion
+from .metadata import MODEL_METADATA_KEY, ModelMetadata
 from .refine import refine as refine_joints
 from .refine import validate_poses, verify
 
@@ -40,19 +41,17 @@ class IKResult:
 class IKSolver:
     """A trained IK network plus the robot it was trained for."""
 
-    def __init__(self, model, metadata: dict):
-        try:
-            self.robot = Robot.from_dict(metadata["robot"])
-            self.region = Region.from_dict(metadata["region"])
-            self.input_encoding = metadata["input_encoding"]
-            self.output_encoding = metadata["output_encoding"]
-        except (KeyError, TypeError, RobotError) as exc:
-            raise ValueError(f"the model's iklab metadata is incomplete ({exc}); it was not logged by "
-                             "iklab.train, so its robot and encodings are unknown") from None
+    def __init__(self, model: object, metadata: ModelMetadata | dict) -> None:
+        """``model``: a Keras network taking raw pose features; ``metadata``: what it was trained on."""
+        if not isinstance(metadata, ModelMetadata):
+            metadata = ModelMetadata.from_dict(metadata)
+        self.metadata = metadata
+        self.robot, self.region = metadata.robot, metadata.region
+        self.input_encoding, self.output_encoding = metadata.input_encoding, metadata.output_encoding
         self.model = model
 
     @classmethod
-    def load(cls, uri: str, *, robot: str | None = None) -> "IKSolver":
+    def load(cls, uri: str, *, robot: str | None = None) -> IKSolver:
         """Load from an MLflow URI or a local model directory; ``robot`` checks the model's robot."""
         import mlflow
 
@@ -61,12 +60,12 @@ class IKSolver:
             info = mlflow.models.get_model_info(source)
         except Exception as exc:  # MLflow raises several types for a bad URI
             raise ValueError(f"cannot load an MLflow model from {uri!r}: {exc}") from None
-        metadata = (info.metadata or {}).get(MODEL_METADATA_KEY)
-        if metadata is None:
+        raw = (info.metadata or {}).get(MODEL_METADATA_KEY)
+        if raw is None:
             raise ValueError(f"{uri!r} has no iklab metadata: it was not logged by iklab.train")
-        if robot is not None and metadata.get("robot", {}).get("name") != robot:
-            raise ValueError(f"{uri!r} was trained for robot {metadata.get('robot', {}).get('name')!r}, "
-                             f"not {robot!r}")
+        metadata = ModelMetadata.from_dict(raw)
+        if robot is not None and metadata.robot.name != robot:
+            raise ValueError(f"{uri!r} was trained for robot {metadata.robot.name!r}, not {robot!r}")
         if "tensorflow" in info.flavors:  # the bare network (what iklab logged before the wrapper)
             # compile=False: inference needs no loss, and a custom one (wrapped_angle_loss) would
             # otherwise have to be importable by name
@@ -76,19 +75,39 @@ class IKSolver:
             raise ValueError(f"{uri!r} is neither an iklab network nor iklab's pyfunc wrapper of one")
         return wrapper.solver
 
-    def solve(self, poses, *, refine: bool = True, max_iterations: int = 50, tolerance_m: float = 1e-5,
-              tolerance_rad: float = math.radians(0.01)) -> IKResult:
+    def solve(
+        self,
+        poses: object,
+        *,
+        refine: bool = True,
+        max_iterations: int = 50,
+        tolerance_m: float = 1e-5,
+        tolerance_rad: float = math.radians(0.01),
+    ) -> IKResult:
         """Joint angles reaching ``poses``; errors FK-verified; ``success`` within both tolerances."""
         poses = validate_poses(as_pose_batch(poses))
         q = self.predict(poses)
         if refine:
-            out = refine_joints(self.robot, q, poses, lower=self.robot.qlim[0], upper=self.robot.qlim[1],
-                                max_iterations=max_iterations, tolerance_m=tolerance_m,
-                                tolerance_rad=tolerance_rad)
+            out = refine_joints(
+                self.robot,
+                q,
+                poses,
+                lower=self.robot.qlim[0],
+                upper=self.robot.qlim[1],
+                max_iterations=max_iterations,
+                tolerance_m=tolerance_m,
+                tolerance_rad=tolerance_rad,
+            )
         else:
             out = verify(self.robot, q, poses[:, :3, :3], poses[:, :3, 3], tolerance_m, tolerance_rad)
-        return IKResult(out.q, out.position_error_m, out.rotation_error_rad, out.success,
-                        self.region.contains(out.q), out.iterations)
+        return IKResult(
+            out.q,
+            out.position_error_m,
+            out.rotation_error_rad,
+            out.success,
+            self.region.contains(out.q),
+            out.iterations,
+        )
 
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
@@ -96,7 +115,22 @@ class IKSolver:
         return predict_joints(self.model, features, self.output_encoding)
 
 
-def as_pose_batch(poses) -> np.ndarray:
+_PREDICT_CHUNK = 65536
+
+
+def predict_joints(model: object, features: np.ndarray, output_encoding: str) -> np.ndarray:
+    """Raw pose features ``(N, F)`` through a Keras ``model`` -> decoded joint angles ``(N, 6)`` radians."""
+    # predict_on_batch over large chunks: model.predict's per-call data pipeline costs
+    # 3x the forward pass of a 4x256 MLP on 10k rows here; chunks bound the memory.
+    chunks = [
+        model.predict_on_batch(features[start : start + _PREDICT_CHUNK])
+        for start in range(0, len(features), _PREDICT_CHUNK)
+    ]
+    raw = np.concatenate([np.asarray(c) for c in chunks]) if chunks else np.zeros((0,) + model.output_shape[1:])
+    return decode_outputs(raw, output_encoding)
+
+
+def as_pose_batch(poses: object) -> np.ndarray:
     """``(N, 4, 4)``, ``(4, 4)`` or spatialmath ``SE3`` (one or many) -> ``(N, 4, 4)`` float64."""
     if hasattr(poses, "A") and type(poses).__name__ == "SE3":
         matrices = poses.A

@@ -3,6 +3,26 @@
 Matplotlib object API (Figure, constrained layout), no pyplot state. Every function accepts a study
 with trials in any state (COMPLETE, PRUNED, FAIL, RUNNING) and never raises on a degenerate study:
 when there is nothing to draw it returns a figure that says why.
+
+The numbers come from Optuna (``optuna.importance.get_param_importances``,
+``study.trials_dataframe``); the drawing is ours. We compared it with
+``optuna.visualization.matplotlib`` (Optuna 5.0) on the studies in
+tests/test_study_plots.py, and kept ours for these reasons:
+- Its ``plot_*`` functions draw through pyplot. They take no Figure or Axes, and
+  pyplot keeps each figure until it is closed. Each call also runs
+  ``plt.style.use("ggplot")``, which rewrites 16 global rcParams for the rest of
+  the process. All three are experimental and warn on every call.
+- ``plot_optimization_history`` leaves out pruned trials (7 of the 29 finished
+  trials in the test study) and uses a linear y axis.
+- ``plot_slice`` colours points by trial number, sets x limits to the data
+  instead of the search range, and marks neither the best trial nor the
+  edge-of-range warnings that ``edge_warnings`` computes.
+- When a study has nothing to plot, its functions return empty axes and do not
+  say why.
+- ``plot_param_importances`` shows the same values as ``param_importances``
+  (one evaluator), without Optuna's warnings.
+Its figures draw about 2-3x faster (0.24 s against 0.68 s for the parameter
+panels, PNG included). That does not matter for a figure drawn once per study.
 """
 
 from __future__ import annotations
@@ -14,6 +34,7 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
@@ -29,31 +50,46 @@ MAX_COLUMNS = 4
 BEST_COLOR = "tab:red"
 
 
-def optimization_history(study: optuna.Study, title: str = "", *,
-                         value_label: str = VALUE_LABEL) -> Figure:
+def optimization_history(study: optuna.Study, title: str = "", *, value_label: str = VALUE_LABEL) -> Figure:
     """Objective per trial number: complete trials, pruned trials at their last report, running best."""
     _check_single_objective(study)
     complete = _complete_trials(study)
-    pruned = [(t.number, t.intermediate_values[t.last_step])
-              for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-              if t.last_step is not None]  # pruned before its first report: nothing to draw
+    pruned = [
+        (t.number, t.intermediate_values[t.last_step])
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if t.last_step is not None
+    ]  # pruned before its first report: nothing to draw
     if not complete and not pruned:
-        return _message_figure(f"No complete trials and no pruned trial with a reported value yet\n"
-                               f"({_counts_note(study)}).", title)
+        return _message_figure(
+            f"No complete trials and no pruned trial with a reported value yet\n({_counts_note(study)}).", title
+        )
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     ax = figure.subplots()
     numbers, values = [t.number for t in complete], [t.value for t in complete]
-    ax.scatter(numbers, values, s=20, color="tab:blue", zorder=3, gid="complete",
-               label=f"complete ({len(complete)})")
+    ax.scatter(numbers, values, s=20, color="tab:blue", zorder=3, gid="complete", label=f"complete ({len(complete)})")
     if pruned:
-        ax.scatter(*zip(*pruned), s=28, marker="x", color="grey", zorder=2, gid="pruned",
-                   label=f"pruned, at last reported value ({len(pruned)})")
+        ax.scatter(
+            *zip(*pruned, strict=True),
+            s=28,
+            marker="x",
+            color="grey",
+            zorder=2,
+            gid="pruned",
+            label=f"pruned, at last reported value ({len(pruned)})",
+        )
     if complete:
         accumulate = np.fmax if study.direction == StudyDirection.MAXIMIZE else np.fmin
         running_best = list(accumulate.accumulate(values))
         last_number = max(numbers + [number for number, _ in pruned])
-        ax.step(numbers + [last_number], running_best + running_best[-1:], where="post", color=BEST_COLOR,
-                linewidth=1.5, gid="running_best", label=f"best so far ({running_best[-1]:.4g})")
+        ax.step(
+            numbers + [last_number],
+            running_best + running_best[-1:],
+            where="post",
+            color=BEST_COLOR,
+            linewidth=1.5,
+            gid="running_best",
+            label=f"best so far ({running_best[-1]:.4g})",
+        )
     _set_y_scale(ax, log=all(v > 0 for v in values + [v for _, v in pruned]))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="trial number", ylabel=value_label, title=_counts_note(study))
@@ -84,8 +120,11 @@ def param_importances(study: optuna.Study, title: str = "") -> Figure:
     heading = f"Parameter importance over {len(_complete_trials(study))} complete trials"
     # Optuna warns (rather than raises) when the ranking is meaningless; show it next to the bars.
     notes = [textwrap.fill(f"optuna: {w.message}", 80) for w in caught if issubclass(w.category, UserWarning)]
-    ax.set(xlabel="relative importance (Optuna's default evaluator, sums to 1)",
-           xlim=(0, 1.15 * max(max(scores), 1e-12)), title="\n".join([heading, *dict.fromkeys(notes)]))
+    ax.set(
+        xlabel="relative importance (Optuna's default evaluator, sums to 1)",
+        xlim=(0, 1.15 * max(max(scores), 1e-12)),
+        title="\n".join([heading, *dict.fromkeys(notes)]),
+    )
     ax.grid(alpha=0.3, axis="x")
     if title:
         figure.suptitle(title)
@@ -106,11 +145,11 @@ def params_vs_objective(study: optuna.Study, title: str = "", *, value_label: st
     n_rows = math.ceil(len(distributions) / n_columns)
     figure = Figure(figsize=(3.4 * n_columns, 2.9 * n_rows + 0.7), layout="constrained")
     axes = figure.subplots(n_rows, n_columns, squeeze=False).ravel()
-    for unused in axes[len(distributions):]:
+    for unused in axes[len(distributions) :]:
         unused.remove()
     edges = set(edge_warnings(study))
     log_y = all(t.value > 0 for t in complete)
-    for ax, (name, distribution) in zip(axes, distributions.items()):
+    for ax, (name, distribution) in zip(axes, distributions.items(), strict=False):  # axes: the grid, maybe longer
         trials = [t for t in complete if name in t.params]
         if isinstance(distribution, CategoricalDistribution):
             _categorical_panel(ax, name, distribution, trials, best)
@@ -149,13 +188,13 @@ def edge_warnings(study: optuna.Study) -> list[str]:
     return flagged
 
 
-def _numeric_panel(ax, name: str, distribution: BaseDistribution, trials: list[FrozenTrial],
-                   best: FrozenTrial | None) -> None:
+def _numeric_panel(
+    ax: Axes, name: str, distribution: BaseDistribution, trials: list[FrozenTrial], best: FrozenTrial | None
+) -> None:
     xs = [t.params[name] for t in trials]
     ax.scatter(xs, [t.value for t in trials], s=16, color="tab:blue", alpha=0.75, gid="trials")
     if best is not None and name in best.params:
-        ax.scatter([best.params[name]], [best.value], s=60, marker="*", color=BEST_COLOR, zorder=3,
-                   gid="best")
+        ax.scatter([best.params[name]], [best.value], s=60, marker="*", color=BEST_COLOR, zorder=3, gid="best")
     low, high = distribution.low, distribution.high
     # Show the whole search range (where the edges are is the point); widen for trials from older ranges.
     left, right = min(low, *xs), max(high, *xs)
@@ -172,11 +211,14 @@ def _numeric_panel(ax, name: str, distribution: BaseDistribution, trials: list[F
     ax.set_xlabel(f"range [{low:.4g}, {high:.4g}]" + (", log" if distribution.log else ""))
 
 
-def _categorical_panel(ax, name: str, distribution: CategoricalDistribution, trials: list[FrozenTrial],
-                       best: FrozenTrial | None) -> None:
+def _categorical_panel(
+    ax: Axes, name: str, distribution: CategoricalDistribution, trials: list[FrozenTrial], best: FrozenTrial | None
+) -> None:
     # Fixed seed: the same study always gives the same picture.
     jitter = np.random.default_rng(0).uniform(-0.18, 0.18, size=len(trials))
-    positions = [distribution.to_internal_repr(t.params[name]) + offset for t, offset in zip(trials, jitter)]
+    positions = [
+        distribution.to_internal_repr(t.params[name]) + offset for t, offset in zip(trials, jitter, strict=True)
+    ]
     ax.scatter(positions, [t.value for t in trials], s=16, color="tab:blue", alpha=0.75, gid="trials")
     numbers = [t.number for t in trials]
     if best is not None and best.number in numbers:
@@ -191,7 +233,7 @@ def _categorical_panel(ax, name: str, distribution: CategoricalDistribution, tri
     ax.set_xlabel("choice (jittered)")
 
 
-def _position_in_range(value, distribution: BaseDistribution) -> float | None:
+def _position_in_range(value: object, distribution: BaseDistribution) -> float | None:
     """Where value sits in a numeric range, 0 at low and 1 at high (log space for log ranges)."""
     if isinstance(distribution, CategoricalDistribution) or distribution.single():
         return None
@@ -204,15 +246,15 @@ def _position_in_range(value, distribution: BaseDistribution) -> float | None:
 def _why_no_importances(study: optuna.Study) -> str:
     complete = _complete_trials(study)
     if len(complete) < 2:
-        return (f"Parameter importances need at least 2 complete trials;\n"
-                f"this study has {_counts_note(study)}.")
+        return f"Parameter importances need at least 2 complete trials;\nthis study has {_counts_note(study)}."
     names = {name for t in complete for name in t.params}
     if not any(len({t.params[name] for t in complete if name in t.params}) > 1 for name in names):
-        return (f"No parameter varies across the {len(complete)} complete trials,\n"
-                f"so there is nothing to rank.")
+        return f"No parameter varies across the {len(complete)} complete trials,\nso there is nothing to rank."
     if len({t.value for t in complete}) == 1:
-        return (f"The objective is {complete[0].value:.4g} in all {len(complete)} complete trials,\n"
-                f"so no parameter explains it.")
+        return (
+            f"The objective is {complete[0].value:.4g} in all {len(complete)} complete trials,\n"
+            f"so no parameter explains it."
+        )
     return ""
 
 
@@ -227,8 +269,11 @@ def _param_distributions(trials: list[FrozenTrial], best: FrozenTrial | None) ->
 
 
 def _complete_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
 
 
 def _best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -238,7 +283,7 @@ def _best_trial(study: optuna.Study) -> FrozenTrial | None:
         return None
 
 
-def _set_y_scale(ax, *, log: bool) -> None:
+def _set_y_scale(ax: Axes, *, log: bool) -> None:
     """Log objective axis (errors span decades) with plain numbers, not 3x10^1; linear if any value <= 0."""
     ax.grid(alpha=0.3, axis="x")
     if not log:
@@ -254,10 +299,14 @@ def _counts_note(study: optuna.Study) -> str:
     counts = {state: 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state] += 1
-    parts = [f"{counts[TrialState.COMPLETE]} complete", f"{counts[TrialState.PRUNED]} pruned",
-             f"{counts[TrialState.FAIL]} failed"]
-    parts += [f"{counts[state]} {state.name.lower()}" for state in (TrialState.RUNNING, TrialState.WAITING)
-              if counts[state]]
+    parts = [
+        f"{counts[TrialState.COMPLETE]} complete",
+        f"{counts[TrialState.PRUNED]} pruned",
+        f"{counts[TrialState.FAIL]} failed",
+    ]
+    parts += [
+        f"{counts[state]} {state.name.lower()}" for state in (TrialState.RUNNING, TrialState.WAITING) if counts[state]
+    ]
     return " · ".join(parts)
 
 
@@ -271,5 +320,7 @@ def _message_figure(message: str, title: str) -> Figure:
 
 def _check_single_objective(study: optuna.Study) -> None:
     if len(study.directions) != 1:
-        raise ValueError(f"study_plots expects a single-objective study; {study.study_name!r} has "
-                         f"{len(study.directions)} objectives.")
+        raise ValueError(
+            f"study_plots expects a single-objective study; {study.study_name!r} has "
+            f"{len(study.directions)} objectives."
+        )

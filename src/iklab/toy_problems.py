@@ -12,13 +12,14 @@ and ``evaluate(model, arrays)`` -> the metrics that say whether it learned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import numpy as np
 
 from .diagnostics import fit_metrics
+from .metric_names import R2_MEAN
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def _split(x: np.ndarray, y: np.ndarray, val_fraction: float) -> ToyArrays:
 
 def _r2(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean over output columns of R^2 (0: as good as predicting each column's mean), as the diagnostics."""
-    return fit_metrics(pred.reshape(len(pred), -1), target.reshape(len(target), -1).astype(np.float64))["r2_mean"]
+    return fit_metrics(pred.reshape(len(pred), -1), target.reshape(len(target), -1).astype(np.float64))[R2_MEAN]
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -48,8 +49,15 @@ def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
 # --- box_center (questions/001) ---------------------------------------------------------
 
 
-def box_images(seed: int, rows: int = 10000, image_size: int = 32, square_size: int = 4,
-               pixel_max: float = 255.0, channels: int = 1, val_fraction: float = 0.2) -> ToyArrays:
+def box_images(
+    seed: int,
+    rows: int = 10000,
+    image_size: int = 32,
+    square_size: int = 4,
+    pixel_max: float = 255.0,
+    channels: int = 1,
+    val_fraction: float = 0.2,
+) -> ToyArrays:
     """Black ``image_size``^2 images (``channels`` of them), one white ``square_size``^2 square
     (value ``pixel_max``);
     targets: the square's centre (x, y), scaled so the image spans [-1, 1] (0 is the centre)."""
@@ -61,16 +69,22 @@ def box_images(seed: int, rows: int = 10000, image_size: int = 32, square_size: 
     corner = rng.integers(0, image_size - square_size + 1, size=(rows, 2))  # (column, row) of top-left
     images = np.zeros((rows, image_size, image_size, channels), dtype=np.float32)
     offsets = np.arange(square_size)
-    r = (corner[:, 1, None, None] + offsets[None, :, None])
-    c = (corner[:, 0, None, None] + offsets[None, None, :])
+    r = corner[:, 1, None, None] + offsets[None, :, None]
+    c = corner[:, 0, None, None] + offsets[None, None, :]
     images[np.arange(rows)[:, None, None], r, c, :] = pixel_max
     centre = corner + (square_size - 1) / 2.0
     targets = (2.0 * centre / (image_size - 1) - 1.0).astype(np.float32)
     return _split(images, targets, val_fraction)
 
 
-def box_model(arrays: ToyArrays, kind: str = "conv", filters: tuple = (32, 64, 128), kernel_size: int = 5,
-              strides: int = 2, dense: int = 100) -> keras.Model:
+def box_model(
+    arrays: ToyArrays,
+    kind: str = "conv",
+    filters: tuple = (32, 64, 128),
+    kernel_size: int = 5,
+    strides: int = 2,
+    dense: int = 100,
+) -> keras.Model:
     """``conv``: the question's stack (5x5 convs, stride 2, ReLU; dense 100 ReLU; linear 2);
     ``linear``: one Dense(2) on the pixels (the centre is a linear function of them)."""
     inputs = keras.Input(arrays.x_train.shape[1:], name="image")
@@ -97,9 +111,13 @@ def box_metrics(model: keras.Model, arrays: ToyArrays) -> dict[str, float]:
     pred = _predict(model, arrays.x_val)
     error = np.linalg.norm(pred - arrays.y_val, axis=1) * to_pixels
     mean_error = np.linalg.norm(arrays.y_train.mean(axis=0) - arrays.y_val, axis=1) * to_pixels
-    return {"centre_error_px_median": float(np.median(error)), "centre_error_px_p95": float(np.percentile(error, 95)),
-            "baseline_mean_centre_error_px_median": float(np.median(mean_error)),
-            "prediction_std_px": float(pred.std(axis=0).mean() * to_pixels), "r2": _r2(pred, arrays.y_val)}
+    return {
+        "centre_error_px_median": float(np.median(error)),
+        "centre_error_px_p95": float(np.percentile(error, 95)),
+        "baseline_mean_centre_error_px_median": float(np.median(mean_error)),
+        "prediction_std_px": float(pred.std(axis=0).mean() * to_pixels),
+        "r2": _r2(pred, arrays.y_val),
+    }
 
 
 # --- linear_extrapolation (questions/002) -------------------------------------------------
@@ -124,16 +142,28 @@ def extrapolation_metrics(model: keras.Model, arrays: ToyArrays) -> dict[str, fl
     kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer("output").get_weights())
     pred = _predict(model, arrays.x_val)
     metrics = {f"weight_{i}": float(w) for i, w in enumerate(kernel[:, 0])}
-    metrics.update({"bias": float(bias[0]), "max_weight_error": float(np.max(np.abs(kernel[:, 0] - SOLUTION_WEIGHTS))),
-                    "val_rmse": float(np.sqrt(np.mean((pred - arrays.y_val) ** 2))), "r2": _r2(pred, arrays.y_val)})
+    metrics.update(
+        {
+            "bias": float(bias[0]),
+            "max_weight_error": float(np.max(np.abs(kernel[:, 0] - SOLUTION_WEIGHTS))),
+            "val_rmse": float(np.sqrt(np.mean((pred - arrays.y_val) ** 2))),
+            "r2": _r2(pred, arrays.y_val),
+        }
+    )
     return metrics
 
 
 # --- identity_autoencoder (questions/003) -------------------------------------------------
 
 
-def tiny_variance_data(seed: int, rows: int = 20000, features: int = 84, mean: float = 1.1090579,
-                       std: float = 0.0012380764, val_fraction: float = 0.3) -> ToyArrays:
+def tiny_variance_data(
+    seed: int,
+    rows: int = 20000,
+    features: int = 84,
+    mean: float = 1.1090579,
+    std: float = 0.0012380764,
+    val_fraction: float = 0.3,
+) -> ToyArrays:
     """x ~ N(mean, std) of shape (rows, features); the target is x itself."""
     x = np.random.default_rng(seed).normal(mean, std, (rows, features)).astype(np.float32)
     return _split(x, x, val_fraction)
@@ -155,8 +185,11 @@ def autoencoder_model(arrays: ToyArrays, per_sample_normalization: bool = False)
 def reconstruction_metrics(model: keras.Model, arrays: ToyArrays) -> dict[str, float]:
     pred = _predict(model, arrays.x_val)
     target = arrays.y_val.astype(np.float64)
-    return {"r2": _r2(pred, target), "val_mse": float(np.mean((pred - target) ** 2)),
-            "baseline_mean_mse": float(np.mean((arrays.y_train.mean(axis=0) - target) ** 2))}
+    return {
+        "r2": _r2(pred, target),
+        "val_mse": float(np.mean((pred - target) ** 2)),
+        "baseline_mean_mse": float(np.mean((arrays.y_train.mean(axis=0) - target) ** 2)),
+    }
 
 
 @dataclass(frozen=True)

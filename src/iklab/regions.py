@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iklab.kinematics import Robot
+from .kinematics import Robot
 
 _DEG = math.pi / 180.0
 
@@ -35,7 +35,7 @@ class Region:
         return {"name": self.name, "lower": self.lower.tolist(), "upper": self.upper.tolist()}
 
     @classmethod
-    def from_dict(cls, spec: dict) -> "Region":
+    def from_dict(cls, spec: dict) -> Region:
         return cls(spec["name"], np.asarray(spec["lower"], float), np.asarray(spec["upper"], float))
 
     def contains(self, q: np.ndarray) -> np.ndarray:
@@ -54,8 +54,7 @@ class Region:
 # singularities; the base sweeps the front half-space (+x); q3 and q5 stop at
 # +-175 so raw-angle targets have no jump at +-180.
 _WORKING_DEG = {
-    "jaco": ((-90.0, 90.0), (90.0, 180.0), (-165.0, -30.0), (-175.0, 175.0), (-165.0, -15.0),
-             (-175.0, 175.0)),
+    "jaco": ((-90.0, 90.0), (90.0, 180.0), (-165.0, -30.0), (-175.0, 175.0), (-165.0, -15.0), (-175.0, 175.0)),
 }
 
 
@@ -76,11 +75,13 @@ def region_preset(robot: Robot, name: str | None = None) -> Region:
     if name == "working" and robot.name in _WORKING_DEG:
         bounds = np.array(_WORKING_DEG[robot.name]) * _DEG
         return custom_region(robot, bounds[:, 0], bounds[:, 1], name="working")
-    raise ValueError(f"unknown region {name!r} for robot {robot.name!r}; "
-                     f"presets: {', '.join(preset_names(robot))} (or give --lower/--upper)")
+    raise ValueError(
+        f"unknown region {name!r} for robot {robot.name!r}; "
+        f"presets: {', '.join(preset_names(robot))} (or give --lower/--upper)"
+    )
 
 
-def custom_region(robot: Robot, lower, upper, name: str = "custom") -> Region:
+def custom_region(robot: Robot, lower: object, upper: object, name: str = "custom") -> Region:
     """A box from explicit bounds (radians), checked against the robot's joint limits."""
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     for label, bound in (("lower", lower), ("upper", upper)):
@@ -94,6 +95,8 @@ def custom_region(robot: Robot, lower, upper, name: str = "custom") -> Region:
     outside = np.flatnonzero((lower < robot.qlim[0] - tol) | (upper > robot.qlim[1] + tol))
     if outside.size:
         j = int(outside[0])
-        raise ValueError(f"joint {j}: bounds [{lower[j]:.6g}, {upper[j]:.6g}] rad are outside "
-                         f"{robot.name}'s limits [{robot.qlim[0, j]:.6g}, {robot.qlim[1, j]:.6g}]")
+        raise ValueError(
+            f"joint {j}: bounds [{lower[j]:.6g}, {upper[j]:.6g}] rad are outside "
+            f"{robot.name}'s limits [{robot.qlim[0, j]:.6g}, {robot.qlim[1, j]:.6g}]"
+        )
     return Region(name, lower, upper)

@@ -1,0 +1,74 @@
+"""Pose features in, joint targets out: the column names and encodings every layer shares.
+
+Numpy only: the dataset generator, training and the robot-side solver all use it.
+
+Input encodings (pose -> features), raw units, normalized inside the model:
+  xyz_rpy   x, y, z, roll, pitch, yaw      (the original question's; yaw wraps at +-pi)
+  xyz_quat  x, y, z, qw, qx, qy, qz        (continuous; qw >= 0)
+  xyz_rot6d x, y, z, first two rotation columns (continuous, Zhou et al. 2019)
+Output encodings (joints -> targets):
+  angles    q0..q5 radians (trained with a wrap-aware loss)
+  sincos    sin q0..q5, cos q0..q5 (decoded with atan2)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kinematics import matrix_to_rot6d, matrix_to_rpy, quaternion_to_matrix
+
+JOINT_COLUMNS = [f"q{i}" for i in range(6)]
+# A pose as one row: position (metres, base frame) and unit quaternion (scalar first).
+POSE_COLUMNS = ["x", "y", "z", "qw", "qx", "qy", "qz"]
+
+INPUT_ENCODINGS = {
+    "xyz_rpy": ["x", "y", "z", "roll", "pitch", "yaw"],
+    "xyz_quat": POSE_COLUMNS,
+    "xyz_rot6d": ["x", "y", "z", "r00", "r10", "r20", "r01", "r11", "r21"],
+}
+OUTPUT_ENCODINGS = {
+    "angles": JOINT_COLUMNS,
+    "sincos": [f"sin_{c}" for c in JOINT_COLUMNS] + [f"cos_{c}" for c in JOINT_COLUMNS],
+}
+
+
+def encode_inputs(position: np.ndarray, quat: np.ndarray, kind: str) -> np.ndarray:
+    """Pose features ``(N, F)`` float32 for the model, in raw units, from positions ``(N, 3)``
+    and quaternions ``(N, 4)`` (a Split's columns, or a solver's target poses)."""
+    if kind not in INPUT_ENCODINGS:
+        raise ValueError(f"unknown input encoding {kind!r}; choose from {', '.join(INPUT_ENCODINGS)}")
+    if kind == "xyz_quat":
+        features = np.column_stack([position, quat])
+    else:
+        rotation = quaternion_to_matrix(quat)
+        encoded = matrix_to_rpy(rotation) if kind == "xyz_rpy" else matrix_to_rot6d(rotation)
+        features = np.column_stack([position, encoded])
+    return features.astype(np.float32)
+
+
+def encode_targets(q: np.ndarray, kind: str) -> np.ndarray:
+    """Joint angles ``(N, 6)`` -> training targets ``(N, 6 or 12)`` float32."""
+    if kind == "angles":
+        return q.astype(np.float32)
+    if kind == "sincos":
+        return np.concatenate([np.sin(q), np.cos(q)], axis=1).astype(np.float32)
+    raise ValueError(f"unknown output encoding {kind!r}; choose from {', '.join(OUTPUT_ENCODINGS)}")
+
+
+def decode_outputs(y: np.ndarray, kind: str) -> np.ndarray:
+    """Model outputs -> joint angles ``(N, 6)`` float64 radians."""
+    y = np.asarray(y, dtype=np.float64)
+    if kind == "angles":
+        return y
+    if kind == "sincos":
+        return np.arctan2(y[:, :6], y[:, 6:])
+    raise ValueError(f"unknown output encoding {kind!r}; choose from {', '.join(OUTPUT_ENCODINGS)}")
+
+
+def poses_from_position_quat(position: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` positions and ``(N, 4)`` quaternions -> ``(N, 4, 4)`` homogeneous poses."""
+    out = np.zeros((len(position), 4, 4))
+    out[:, :3, :3] = quaternion_to_matrix(quat)
+    out[:, :3, 3] = position
+    out[:, 3, 3] = 1.0
+    return out

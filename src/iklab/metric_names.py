@@ -1,0 +1,25 @@
+"""Names of the metrics one module writes and others read (the search, the registry, the
+runs table, the plots). Spelled here once; everything else imports them.
+"""
+
+# Task-space error summary of a set of predictions (evaluation.ErrorReport.summary)
+POSITION_MEDIAN = "position_error_mm_median"
+POSITION_P95 = "position_error_mm_p95"
+ROTATION_MEDIAN = "rotation_error_deg_median"
+
+# Prefixes under which a finished training run logs those summaries
+TEST = "test/"  # the model on the test split
+VAL = "val/"  # the model on the validation split (what the search minimizes)
+KNN = "baseline/knn/"  # k-nearest-neighbour regressor on the same rows
+MEAN = "baseline/mean/"  # predict-the-circular-mean
+
+TEST_POSITION_MEDIAN = TEST + POSITION_MEDIAN
+VAL_POSITION_MEDIAN = VAL + POSITION_MEDIAN
+KNN_POSITION_MEDIAN = KNN + POSITION_MEDIAN
+
+# Per-epoch values written into Keras' `logs` by the probes in train() and read by the
+# callbacks after them (MLflow logger, the search's pruner)
+R2_MEAN = "r2_mean"  # diagnostics: mean R^2 of the probe's joints
+DEAD_FRACTION = "dead_fraction/"  # diagnostics: + layer name, share of units dead on the probe
+VAL_POSITION_ERROR_MM = "val_position_error_mm"  # TaskSpaceProbe: probe's median position error
+BEST_VAL_POSITION_ERROR_MM = "best_val_position_error_mm"  # its minimum over epochs

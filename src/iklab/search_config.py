@@ -1,0 +1,83 @@
+"""Search files: the study's settings, the space, and the experiment each trial trains.
+
+name: ...                 # the study (and its MLflow parent run)
+base: experiments/x.yaml  # every trial starts from this experiment
+study: {...}              # StudyConfig
+space: {"model.width": {choices: [...]}, "optimizer.learning_rate": {low:, high:, log: true}}
+trial_overrides: {...}    # the fixed budget of one trial
+final_overrides: {...}    # for retraining the best configuration
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    at_least,
+    build_dataclass,
+    experiment_from_dict,
+    positive,
+    read_yaml,
+)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str = "ik-jaco-search"
+    storage: str = "sqlite:///optuna.db"  # never MLflow's database (schema clash)
+    n_trials: int = at_least(1, default=16)  # complete + pruned trials the study stops at (reruns resume towards it)
+    timeout_minutes: float = positive(default=8.0)  # this process stops starting trials after this
+    seed: int = at_least(0, default=0)
+    pruner: str = "median"  # median | hyperband | none
+    pruner_startup_trials: int = at_least(0, default=3)  # trials that always finish, to give the median a basis
+    pruner_warmup_epochs: int = at_least(0, default=2)
+    diagnostic_pruning_epochs: int = at_least(1, default=3)  # a trial still dead or collapsed after this is pruned
+    heartbeat_seconds: int = at_least(1, default=30)  # a trial silent for 2x this (crash, kill) is marked failed
+    finalize: bool = True  # retrain, evaluate and register the best; false for extra workers
+    retrain: bool = True  # retrain the best configuration with `final_overrides` (all rows)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str
+    base: str  # the experiment file every trial starts from
+    study: StudyConfig = field(default_factory=StudyConfig)
+    space: dict = field(default_factory=dict)  # "section.key" -> {choices | low/high[/log]}, role
+    trial_overrides: dict = field(default_factory=dict)  # the fixed budget of one trial
+    final_overrides: dict = field(default_factory=dict)  # for retraining the best configuration
+    source: str = ""  # the search file
+
+
+def load_search(path: str | os.PathLike, overrides: dict | None = None) -> SearchConfig:
+    raw = read_yaml(path)
+    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    study = {**raw.get("study", {}), **(overrides or {})}
+    config = build_dataclass(SearchConfig, {**raw, "study": study, "source": str(path)}, str(path))
+    for key, spec in config.space.items():
+        _check_space_entry(key, spec, str(path))
+    base_experiment(config)  # fail now, not in trial 0, on a bad base or override
+    return config
+
+
+def _check_space_entry(key: str, spec: object, source: str) -> None:
+    if not isinstance(spec, dict) or not ({"choices"} <= set(spec) or {"low", "high"} <= set(spec)):
+        raise ConfigError(f"{source}: space.{key} needs `choices: [...]` or `low:` and `high:`")
+    unknown = set(spec) - {"choices", "low", "high", "log", "step", "role"}
+    if unknown:
+        raise ConfigError(f"{source}: space.{key}: unknown field {sorted(unknown)[0]}")
+    if spec.get("role", "scientific") not in ("scientific", "nuisance"):
+        raise ConfigError(
+            f"{source}: space.{key}: role must be scientific or nuisance (fixed parameters go in trial_overrides)"
+        )
+
+
+def base_experiment(config: SearchConfig, params: dict | None = None, final: bool = False) -> ExperimentConfig:
+    """The experiment of one trial (or of the final retraining) as a validated config."""
+    raw = read_yaml(config.base)
+    raw.setdefault("name", os.path.splitext(os.path.basename(config.base))[0])
+    overrides = {**config.trial_overrides, **(config.final_overrides if final else {}), **(params or {})}
+    return experiment_from_dict(apply_overrides(raw, overrides, config.source), config.source)

@@ -1,0 +1,74 @@
+"""Every file in experiments/ is built and run for one tiny step, as shipped (only its size
+shrunk): a key renamed in the code, or a value it no longer accepts, fails here, not in a
+user's 10-minute run. The full cases run in test_cases.py."""
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from iklab.cases import case_paths, load_case, run_variant
+from iklab.config import load_experiment
+from iklab.search import run_search
+from iklab.search_config import load_search
+from iklab.train import train
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TRAINING_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "base:" not in p.read_text())
+SEARCH_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "base:" in p.read_text())
+# The file's own settings with its size shrunk: a few thousand rows, one epoch.
+TINY = {
+    "data.rows": 3000,
+    "training.epochs": 1,
+    "diagnostics.probe_rows": 128,
+    "evaluation.knn_rows": 1000,
+    "evaluation.test_rows": 200,
+}
+
+
+def _tiny(tmp_path: Path) -> dict:
+    return {**TINY, "data.path": str(tmp_path / "dataset")}
+
+
+def test_every_kind_of_file_is_covered():
+    assert len(TRAINING_FILES) >= 3 and len(SEARCH_FILES) >= 1 and len(case_paths(EXPERIMENTS / "cases")) >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", TRAINING_FILES, ids=lambda p: p.stem)
+def test_training_file_trains_one_epoch(path, tmp_path, mlflow_store):
+    config = load_experiment(path, [f"{k}={v}" for k, v in _tiny(tmp_path).items()])
+    result = train(config, log_model=False)
+    assert result.status == "finished", result.reason
+    assert len(result.history) == 1 and math.isfinite(result.metrics["test/position_error_mm_median"])
+    assert mlflow_store.get_run(result.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SEARCH_FILES, ids=lambda p: p.stem)
+def test_search_file_runs_one_trial_and_finalizes(path, tmp_path, mlflow_store, monkeypatch):
+    monkeypatch.chdir(EXPERIMENTS.parent)  # `base:` is relative to the repository, like the README's commands
+    config = load_search(
+        path, {"n_trials": 1, "timeout_minutes": 5, "name": "tiny", "storage": f"sqlite:///{tmp_path / 'optuna.db'}"}
+    )
+    tiny = _tiny(tmp_path)
+    config = replace(
+        config,
+        trial_overrides={**config.trial_overrides, **tiny, "data.train_rows": None},
+        final_overrides={**config.final_overrides, **tiny},
+    )
+    result = run_search(config)
+    assert result.counts["complete"] == 1, result.counts
+    assert result.champion.get("new_version") == 1, result.champion  # retrained and registered
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", case_paths(EXPERIMENTS / "cases"), ids=lambda p: p.stem)
+def test_case_file_runs_both_variants_one_epoch(path, mlflow_store):
+    case = load_case(path)
+    case = replace(case, quick={**case.quick, "training.epochs": 1})
+    for variant in ("broken", "fixed"):
+        result = run_variant(case, variant, parent_run_id=None, quick=True)
+        assert len(result.history) == 1 and result.run_id is not None
+        assert mlflow_store.get_run(result.run_id).info.status in ("FINISHED", "FAILED")  # a broken run may diverge
