@@ -60,6 +60,8 @@ def measure_ambiguity(
     """Fraction of the region's poses with a second IK solution inside the region."""
     if n_poses < 1 or n_starts < 1:
         raise ValueError("n_poses and n_starts must be at least 1")
+    if not 0 < threshold_deg < 180:  # wrapped joint differences lie in [0, 180] degrees
+        raise ValueError(f"threshold_deg must be in (0, 180) degrees, got {threshold_deg}")
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     ets = to_rtb(robot).ets()

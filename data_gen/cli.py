@@ -1,7 +1,8 @@
 """`python -m data_gen`: generate, inspect, export-csv, ambiguity.
 
 Thin: parse arguments, call one function, print. Every user mistake ends as
-one line on stderr and exit code 2, never a library traceback.
+one line on stderr and exit code 2, never a library traceback; an OS error
+(e.g. a full disk) is one line naming the path, exit code 1.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 from iklab.kinematics import DEFAULT_ROBOT, RobotError, load_robot
 from iklab.regions import custom_region, region_preset
@@ -19,10 +22,14 @@ from iklab.regions import custom_region, region_preset
 from .ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
 from .dataset import DatasetError, column_stats, read_card, split_counts, verify
 from .export import export_csv
-from .generate import DEFAULT_PART_ROWS, SplitFractions, generate
+from .generate import DEFAULT_PART_ROWS, OutputError, SplitFractions, check_replaceable, check_writable, generate
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# A value such as "-1.5,0,0,0,0,0": argparse would take it for an option (it only
+# recognizes plain negative numbers as values), so main() joins it to its option.
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure the region's ambiguity (under a minute) and record it in the card",
     )
-    gen.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing iklab dataset or empty directory (never other files)",
+    )
 
     ins = commands.add_parser("inspect", help="print the card, split sizes, column statistics; verify checksums")
     ins.add_argument("directory")
@@ -96,7 +107,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     amb.add_argument("--seed", type=int, default=0)
     amb.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.value_options = {
+        option
+        for sub in (gen, ins, exp, amb)
+        for action in sub._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
     return parser
+
+
+# (option, lowest allowed value, whether the lowest is excluded): checked before any work
+_NUMBER_RULES = {
+    "n": ("--n", 1, False),
+    "seed": ("--seed", 0, False),
+    "part_rows": ("--part-rows", 1, False),
+    "poses": ("--poses", 1, False),
+    "starts": ("--starts", 1, False),
+    "threshold_deg": ("--threshold-deg", 0, True),
+}
+
+
+def _check_numbers(args) -> None:
+    """ValueError naming the option for a number that makes no sense (negative, zero, NaN)."""
+    for name, (option, lowest, exclusive) in _NUMBER_RULES.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < lowest or (exclusive and value == lowest):
+            bound = f"greater than {lowest}" if exclusive else f"at least {lowest}"
+            raise ValueError(f"{option} must be {bound}, got {value}")
+    if getattr(args, "threshold_deg", 0) >= 180:  # wrapped joint differences never exceed 180
+        raise ValueError(f"--threshold-deg must be below 180, got {args.threshold_deg}")
+    if getattr(args, "split", None) is not None:
+        if len(args.split) != 3:
+            raise ValueError(f"--split needs three fractions (train,val,test), got {args.split}")
+        try:
+            SplitFractions(*args.split)
+        except ValueError as exc:
+            raise ValueError(f"--split: {exc}") from None
 
 
 def _region(args):
@@ -111,12 +160,10 @@ def _region(args):
 
 
 def cmd_generate(args) -> None:
+    check_replaceable(Path(args.out), args.overwrite)  # before loading the robot (~3 s) and
+    check_writable(Path(args.out))  # before measuring ambiguity (a minute)
     robot, region = _region(args)
-    fractions = SplitFractions(*args.split) if len(args.split) == 3 else None
-    if fractions is None:
-        raise ValueError(f"--split needs three fractions (train,val,test), got {args.split}")
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
+    fractions = SplitFractions(*args.split)
     ambiguity = None
     if args.ambiguity:
         ambiguity = measure_ambiguity(robot, region, progress=sys.stderr.isatty()).to_dict()
@@ -167,7 +214,7 @@ def cmd_ambiguity(args) -> None:
         print(json.dumps(result.to_dict(), indent=2))
         return
     bounds = ", ".join(
-        f"[{math.degrees(lo):.0f}, {math.degrees(hi):.0f}]" for lo, hi in zip(region.lower, region.upper)
+        f"[{math.degrees(lo):.0f}, {math.degrees(hi):.0f}]" for lo, hi in zip(region.lower, region.upper, strict=True)
     )
     print(f"{robot.name} region {region.name}: joints (deg) {bounds}")
     print(
@@ -188,14 +235,41 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--lower -1.5,0,...`` -> ``--lower=-1.5,0,...`` for every option that takes a value."""
+    joined, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        if token in parser.value_options and index + 1 < len(argv) and _NEGATIVE_VALUE.match(argv[index + 1]):
+            joined.append(f"{token}={argv[index + 1]}")
+            index += 2
+        else:
+            joined.append(token)
+            index += 1
+    return joined
+
+
+def _os_error_line(exc: OSError) -> str:
+    if exc.errno is None or isinstance(exc, OutputError):
+        return str(exc)  # our own message, already naming the path and what to do
+    reason = exc.strerror or str(exc).splitlines()[0]
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_join_negative_values(parser, sys.argv[1:] if argv is None else argv))
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C
     try:
+        _check_numbers(args)
         COMMANDS[args.command](args)
-    except (RobotError, DatasetError, ValueError, FileExistsError, FileNotFoundError) as exc:
+    except (RobotError, DatasetError, ValueError) as exc:
         print(f"data_gen {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # one line naming the path; a user's bad path is a usage error
+        print(f"data_gen {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+        user_mistake = getattr(exc, "user_mistake", exc.errno is None)
+        return EXIT_USAGE if user_mistake else EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"data_gen {args.command}: interrupted, nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED

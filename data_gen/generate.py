@@ -6,16 +6,21 @@ split column depends only on the row index (a Weyl sequence), so it too is
 independent of how the rows are cut into parts.
 
 Atomic: everything is written into a hidden temporary directory beside the
-target, `card.json` last, then renamed into place. An interrupted run leaves
-no directory under the target's name (a killed one may leave the hidden
-temporary, which the next run removes).
+target, `card.json` last, then renamed into place. An interrupted or failed
+run leaves no directory under the target's name (a killed one may leave the
+hidden temporary, which the next run removes). `overwrite` replaces only an
+iklab dataset or an empty directory, never anything else a user keeps there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
 import math
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -38,6 +43,24 @@ SPLITS = ("train", "val", "test")
 DEFAULT_PART_ROWS = 500_000  # ~60 MB of columns per part: bounds memory, not the dataset size
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # Weyl-sequence step: evenly spread split labels
 _HASH_BLOCK = 1 << 22
+# OS errors that mean "this machine ran out of something", not "the user chose a bad path"
+_RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.ENOMEM}
+
+
+class OutputError(OSError):
+    """The output could not be written; names the user's path, not a hidden temporary."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError):
+        reason = os.strerror(cause.errno) if cause.errno else str(cause).splitlines()[0]
+        super().__init__(cause.errno, reason, str(path))
+
+    @property
+    def user_mistake(self) -> bool:
+        """True for a path that cannot be written (permissions, read-only, not a directory)."""
+        return self.errno not in _RESOURCE_ERRNOS
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 @dataclass(frozen=True)
@@ -48,7 +71,7 @@ class SplitFractions:
 
     def __post_init__(self):
         values = (self.train, self.val, self.test)
-        if min(values) < 0 or not math.isclose(sum(values), 1.0, abs_tol=1e-9):
+        if not all(math.isfinite(v) and v >= 0 for v in values) or not math.isclose(sum(values), 1.0, abs_tol=1e-9):
             raise ValueError(f"split fractions must be >= 0 and sum to 1, got {values}")
 
     def to_dict(self) -> dict:
@@ -106,24 +129,92 @@ def generate(
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     if part_rows < 1:
-        raise ValueError(f"part rows must be at least 1, got {part_rows}")
+        raise ValueError(f"--part-rows must be at least 1, got {part_rows}")
+    if seed < 0:
+        raise ValueError(f"--seed must be at least 0, got {seed}")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
+    if out.name in ("", ".", ".."):
+        out = Path(os.path.abspath(out))
+    if not out.name:
+        raise ValueError(f"--out {out}: give a directory to create, e.g. data/jaco-5M")
+    check_replaceable(out, overwrite)
+    check_writable(out)
+    created = _missing_ancestors(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out)
+        _remove_tree(tmp)
+        tmp.mkdir()
         files, counts = _write_parts(robot, region, n, seed, tmp, part_rows, fractions, progress)
         card = _card(robot, region, n, seed, part_rows, fractions, files, counts, ambiguity)
         write_card(tmp, card)
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _replace(tmp, out, overwrite)
+    except BaseException as exc:
+        _remove_tree(tmp)  # a failing clean-up must not hide why the run failed
+        for directory in created:
+            _quietly(directory.rmdir)
+        if isinstance(exc, OSError) and exc.errno is not None and not isinstance(exc, OutputError):
+            raise OutputError(out, exc) from exc
         raise
     return out
+
+
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """Refuse (FileExistsError) an existing ``out`` unless ``overwrite`` may replace it.
+
+    Only an iklab dataset (a card of this format plus its parts, nothing else) or an
+    empty directory may be replaced: anything else may be a user's own files.
+    """
+    if not os.path.lexists(out):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    refusal = _not_a_dataset(out)
+    if refusal:
+        raise FileExistsError(
+            f"{out} {refusal}; --overwrite replaces only an iklab dataset "
+            "or an empty directory: choose another --out or remove it yourself"
+        )
+
+
+def check_writable(out: Path) -> None:
+    """OutputError now, not after minutes of work, when ``out``'s directory cannot be written.
+
+    Creates and removes an empty directory in the nearest existing ancestor of ``out``.
+    """
+    nearest = next((p for p in Path(os.path.abspath(out)).parents if os.path.lexists(p)), Path("/"))
+    if not nearest.is_dir():
+        raise ValueError(f"cannot write {out}: {nearest} is not a directory")
+    probe = nearest / f".{out.name}.probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        raise OutputError(out, exc) from exc
+    _quietly(probe.rmdir)
+
+
+def _not_a_dataset(out: Path) -> str | None:
+    """Why ``out`` is neither an iklab dataset nor an empty directory; None if it is one."""
+    if out.is_symlink():
+        return "is a symbolic link"
+    if not out.is_dir():
+        return "is not a directory"
+    try:
+        names = {entry.name for entry in os.scandir(out)}
+        if not names:
+            return None
+        card = json.loads((out / CARD_NAME).read_text()) if CARD_NAME in names else None
+    except (OSError, ValueError):
+        card = None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        return f"is not an iklab dataset (no {CARD_NAME} of format {FORMAT!r})"
+    foreign = sorted(
+        name
+        for name in names
+        if not (out / name).is_file() or (name != CARD_NAME and not re.fullmatch(r"part-\d+\.parquet", name))
+    )
+    return f"holds {foreign[0]!r}, which is not part of a dataset" if foreign else None
 
 
 def _write_parts(robot, region, n, seed, tmp, part_rows, fractions, progress):
@@ -160,7 +251,10 @@ def _card(robot, region, n, seed, part_rows, fractions, files, counts, ambiguity
         "sampling": "uniform in the region box; row i = draws 6i..6i+5 of numpy PCG64(seed)",
         "part_rows": part_rows,
         "columns": units,
-        "splits": {"fractions": fractions.to_dict(), "counts": dict(zip(SPLITS, (int(c) for c in counts)))},
+        "splits": {
+            "fractions": fractions.to_dict(),
+            "counts": dict(zip(SPLITS, (int(c) for c in counts), strict=True)),
+        },
         "files": files,
         "content_sha256": content_hash,
         "ambiguity": ambiguity,
@@ -168,29 +262,56 @@ def _card(robot, region, n, seed, part_rows, fractions, files, counts, ambiguity
 
 
 def write_card(directory: Path, card: dict) -> None:
-    import json
-
     tmp = directory / f".{CARD_NAME}.tmp"
     tmp.write_text(json.dumps(card, indent=2) + "\n")
     os.replace(tmp, directory / CARD_NAME)
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    if not out.exists():
+def _replace(tmp: Path, out: Path, overwrite: bool) -> None:
+    check_replaceable(out, overwrite)  # again: the user may have put files there meanwhile
+    if not os.path.lexists(out):
         os.rename(tmp, out)
         return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    _remove_tree(old)
 
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Remove temporaries of killed earlier runs for the same target (their PID is gone)."""
-    for path in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for path in out.parent.glob(pattern):
+            pid = path.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                _remove_tree(path)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a temporary of ours, file or directory; never raises."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _quietly(path.unlink)
+
+
+def _quietly(action) -> None:
+    with contextlib.suppress(OSError):
+        action()
+
+
+def _missing_ancestors(out: Path) -> list[Path]:
+    """Ancestors of ``out`` that do not exist yet, deepest first (removed again on failure)."""
+    missing = []
+    for parent in out.absolute().parents:
+        if os.path.lexists(parent):
+            break
+        missing.append(parent)
+    return missing
 
 
 def _pid_alive(pid: int) -> bool:
