@@ -18,7 +18,7 @@ import mlflow  # noqa: E402
 
 from iklab.config import load_experiment  # noqa: E402
 from iklab.data import ensure_dataset, load_dataset  # noqa: E402
-from iklab.train import compile_model, prepare_arrays, train  # noqa: E402
+from iklab.training import compile_model, prepare_arrays, train  # noqa: E402
 
 
 def bare_fit_seconds(config, arrays) -> float:

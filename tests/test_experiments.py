@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from iklab.cases import case_paths, load_case, run_variant
+from iklab.cases import case_paths
 from iklab.config import load_experiment
-from iklab.search import run_search
+from iklab.diagnosis_cases import load_case, run_variant
 from iklab.search_config import load_search
-from iklab.train import train
+from iklab.study import run_search
+from iklab.training import train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TRAINING_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "base:" not in p.read_text())

@@ -114,3 +114,10 @@ def test_serving_loads_pyarrow_only_through_pandas():
     installed. Nothing else heavy comes with it."""
     assert _loaded_after_import("iklab.serving") == ["pyarrow"]
     assert _loaded_after_import("pandas") == ["pyarrow"]
+
+
+@pytest.mark.parametrize("module", ["iklab.train", "iklab.search", "iklab.cases"])
+def test_commands_check_their_arguments_before_tensorflow_loads(module):
+    """The command-line modules are light: TensorFlow, MLflow and the data come after the checks."""
+    loaded = _loaded_after_import(module)
+    assert not {"tensorflow", "keras", "data_gen", "pyarrow", "matplotlib"} & set(loaded), loaded

@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 from iklab.config import experiment_from_dict
 from iklab.kinematics import fk
 from iklab.registry import ComparisonRows, register_and_compare
-from iklab.search import PruneCallback, make_study, run_search, trial_run_name
-from iklab.search_config import load_search
+from iklab.search_config import load_search, make_study
 from iklab.solver import IKSolver
+from iklab.study import PruneCallback, run_search, trial_run_name
 
 BASE = tiny_experiment(rows=4000, model={"width": 32}, training={"epochs": 2})
 
@@ -209,7 +209,7 @@ def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_
 
 @pytest.mark.slow
 def test_champion_moves_only_when_better(mlflow_store, tmp_path):
-    from iklab.train import train
+    from iklab.training import train
 
     mlflow.set_experiment("promotion")
     experiment = experiment_from_dict(BASE)

@@ -25,7 +25,7 @@ from iklab.config import experiment_from_dict
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
 from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
 from iklab.solver import IKSolver
-from iklab.train import train
+from iklab.training import train
 
 
 @pytest.fixture(scope="module")

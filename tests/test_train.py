@@ -12,7 +12,8 @@ from iklab.encodings import decode_outputs
 from iklab.kinematics import fk
 from iklab.metadata import MODEL_METADATA_KEY
 from iklab.solver import IKSolver
-from iklab.train import main, train
+from iklab.train import main
+from iklab.training import train
 
 TINY = tiny_experiment(optimizer={"learning_rate": 3e-3})
 

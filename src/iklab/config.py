@@ -150,8 +150,10 @@ def read_yaml(path: str | Path) -> dict:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except yaml.YAMLError as exc:  # one line: where, and what the parser expected
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
@@ -171,10 +173,14 @@ def apply_overrides(raw: dict, overrides: str | list[str] | dict | None, source:
     if isinstance(overrides, dict):
         pairs = list(overrides.items())
     else:
-        pairs = [
-            _parse_override(item, source)
-            for item in (shlex.split(overrides) if isinstance(overrides, str) else list(overrides or []))
-        ]
+        if isinstance(overrides, str):
+            try:
+                items = shlex.split(overrides)
+            except ValueError as exc:  # an unclosed quote
+                raise ConfigError(f"--overrides {overrides!r}: {exc} (quote a value as key='a b')") from None
+        else:
+            items = list(overrides or [])
+        pairs = [_parse_override(item, source) for item in items]
     result = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
     for key, value in pairs:
         node = result

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from . import metric_names as M
 from .config import ExperimentConfig, flatten, to_yaml
+from .console import raise_if_terminated
 from .data import Dataset
 from .diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from .evaluation import ErrorReport
@@ -72,13 +73,9 @@ def _ending_run(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
         yield run
     except BaseException as exc:
         if _is_active(run):
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            mlflow.set_tags(
-                {
-                    "state": "failed",
-                    "failure_reason": "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:5000],
-                }
-            )
+            interrupted = isinstance(exc, KeyboardInterrupt)  # Ctrl-C, or iklab.console.Terminated
+            reason = (str(exc) or "interrupted") if interrupted else f"{type(exc).__name__}: {exc}"
+            mlflow.set_tags({"state": "killed" if interrupted else "failed", "failure_reason": reason[:5000]})
             mlflow.end_run("KILLED" if interrupted else "FAILED")
         raise
     if _is_active(run):
@@ -151,6 +148,7 @@ class EpochLogger(keras.callbacks.Callback):
             f"{values['epoch_seconds']:.1f} s",
             flush=True,
         )
+        raise_if_terminated()  # a signal that arrived during the epoch: stop here
 
 
 def log_results(

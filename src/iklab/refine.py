@@ -267,6 +267,9 @@ def validate_poses(target_poses: object) -> np.ndarray:
     bad = np.flatnonzero(~np.all(np.isfinite(poses[:, :3, :]), axis=(1, 2)))
     if bad.size:
         raise ValueError(f"target_poses has non-finite values in rows {row_list(bad)}")
+    bad = np.flatnonzero(np.any(poses[:, 3, :] != (0.0, 0.0, 0.0, 1.0), axis=1))
+    if bad.size:
+        raise ValueError(f"target_poses rows {row_list(bad)} are not homogeneous: the bottom row must be 0, 0, 0, 1")
     target_r = poses[:, :3, :3].copy()
     gram = np.swapaxes(target_r, 1, 2) @ target_r
     bad = np.flatnonzero(

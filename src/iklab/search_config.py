@@ -1,4 +1,5 @@
-"""Search files: the study's settings, the space, and the experiment each trial trains.
+"""Search files (the study's settings, the space, the experiment each trial trains) and the
+Optuna study they name, opened before anything heavy loads.
 
 name: ...                 # the study (and its MLflow parent run)
 base: experiments/x.yaml  # every trial starts from this experiment
@@ -11,7 +12,13 @@ final_overrides: {...}    # for retraining the best configuration
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
+
+import optuna
+from optuna.storages import RDBStorage
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import (
     ConfigError,
@@ -81,3 +88,34 @@ def base_experiment(config: SearchConfig, params: dict | None = None, final: boo
     raw.setdefault("name", os.path.splitext(os.path.basename(config.base))[0])
     overrides = {**config.trial_overrides, **(config.final_overrides if final else {}), **(params or {})}
     return experiment_from_dict(apply_overrides(raw, overrides, config.source), config.source)
+
+
+def make_study(config: SearchConfig) -> optuna.Study:
+    s = config.study
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(
+                s.storage, heartbeat_interval=s.heartbeat_seconds, grace_period=2 * s.heartbeat_seconds
+            )
+    except (SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, an unreachable database
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {reason}") from None
+    pruners = {
+        "median": optuna.pruners.MedianPruner(s.pruner_startup_trials, s.pruner_warmup_epochs),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=s.pruner_warmup_epochs),
+        "none": optuna.pruners.NopPruner(),
+    }
+    if s.pruner not in pruners:
+        raise ConfigError(f"{config.source}: study.pruner must be median, hyperband or none")
+    study = optuna.create_study(
+        study_name=s.name, storage=storage, direction="minimize", load_if_exists=True, pruner=pruners[s.pruner]
+    )
+    # Seeded, offset by the trials already stored, so a resumed study does not replay its start.
+    study.sampler = optuna.samplers.TPESampler(seed=s.seed + len(study.trials))
+    return study
+
+
+def redact(url: str) -> str:
+    """No database password in MLflow params."""
+    return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", url)

@@ -1,24 +1,32 @@
-"""A study's lifecycle in MLflow: the parent run, the end of the study (retrain the best
-configuration and hand it to the registry policy), and the study's artifacts (plots,
-trials.csv, summary.md).
+"""`run_search(config) -> StudyResult`: an Optuna study over architectures in MLflow, from
+start to end: the parent run, one nested MLflow run per trial (pruned on the validation
+error and on the diagnostics), the end of the study (retrain the best configuration and hand
+it to the registry policy, `iklab.registry`) and the study's artifacts (plots, trials.csv,
+summary.md). Its command line is `python -m iklab.search`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import mlflow
 import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
 
 from . import metric_names as M
 from . import study_plots
+from .config import ExperimentConfig
+from .console import raise_if_terminated
+from .diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
 from .mlflow_logging import results_table, training_run
 from .registry import ComparisonRows, register_and_compare
-from .search_config import SearchConfig, base_experiment
-from .train import train
+from .search_config import SearchConfig, base_experiment, make_study, redact
+from .training import StoppingCallback, train
 
 
 @dataclass
@@ -51,11 +59,6 @@ def parent_run(config: SearchConfig) -> Iterator[mlflow.ActiveRun]:
             }
         )
         yield run
-
-
-def redact(url: str) -> str:
-    """No database password in MLflow params."""
-    return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", url)
 
 
 def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> dict:
@@ -140,3 +143,149 @@ def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyRes
     if champion.get("summary_line"):
         lines += ["", f"**Registry:** {champion['summary_line']}"]
     return "\n".join(lines) + "\n"
+
+
+def sample_params(trial: optuna.Trial, space: dict) -> dict:
+    params = {}
+    for key, spec in space.items():
+        if "choices" in spec:
+            params[key] = trial.suggest_categorical(key, spec["choices"])
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+            params[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1))
+        else:
+            params[key] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
+            )
+    return params
+
+
+def trial_run_name(number: int, config: ExperimentConfig) -> str:
+    """e.g. `t007 mlp 4x256 relu bn-before`: readable in the MLflow runs table."""
+    m = config.model
+    shape = "-".join(map(str, m.widths)) if m.widths else f"{m.depth}x{m.width}"
+    front = f"conv{m.conv_layers}x{m.conv_filters}+" if m.family == "conv1d" else ""
+    return f"t{number:03d} {m.family} {front}{shape} {m.activation} bn-{m.batch_norm}"
+
+
+class PruneCallback(StoppingCallback):
+    """Reports the probe's position error to Optuna; stops hopeless, dead or collapsed trials.
+
+    Reads what train()'s probes wrote into ``logs`` this epoch; the thresholds are the
+    diagnostics' own (a trial is pruned for what would flag a finished run).
+    """
+
+    def __init__(self, trial: optuna.Trial, diagnostic_epochs: int) -> None:
+        super().__init__()
+        self.trial, self.diagnostic_epochs = trial, diagnostic_epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        value = logs.get(M.VAL_POSITION_ERROR_MM, math.nan)
+        if math.isfinite(value):
+            self.trial.report(value, epoch)
+        reason = self._diagnostic_reason(epoch, logs)
+        if reason is None and self.trial.should_prune():
+            reason = f"pruner: val position error {value:.1f} mm at epoch {epoch + 1} is worse than the median"
+        if reason:
+            self.request_stop(reason)
+
+    def _diagnostic_reason(self, epoch: int, logs: dict) -> str | None:
+        if epoch + 1 < self.diagnostic_epochs:
+            return None
+        dead = {
+            k.removeprefix(M.DEAD_FRACTION): v
+            for k, v in logs.items()
+            if k.startswith(M.DEAD_FRACTION) and v >= DEAD_LAYER_FRACTION
+        }
+        if dead:
+            return f"dead_layer: {', '.join(dead)} >= {DEAD_LAYER_FRACTION:.0%} dead after {epoch + 1} epochs"
+        if logs.get(M.R2_MEAN, 1.0) < COLLAPSE_R2:
+            return f"collapsed_to_mean: mean R^2 {logs[M.R2_MEAN]:.3f} after {epoch + 1} epochs"
+        return None
+
+
+def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        raise_if_terminated()  # a signal between two trials
+        params = sample_params(trial, config.space)
+        experiment = base_experiment(config, params)
+        trial.set_user_attr("family", experiment.model.family)
+        pruner = PruneCallback(trial, config.study.diagnostic_pruning_epochs)
+        tags = {"study": config.study.name, "family": experiment.model.family, "trial": str(trial.number)}
+        result = train(
+            experiment,
+            parent_run_id=parent_run_id,
+            run_name=trial_run_name(trial.number, experiment),
+            tags=tags,
+            extra_callbacks=(pruner,),
+            log_model=False,
+        )
+        trial.set_user_attr("mlflow_run_id", result.run_id)
+        mlflow.MlflowClient().log_param(result.run_id, "trial_number", trial.number)
+        if result.status == "pruned":
+            trial.set_user_attr("prune_reason", result.reason)
+            raise optuna.TrialPruned(result.reason)
+        if result.status == "failed":
+            trial.set_user_attr("fail_reason", result.reason)
+            return math.nan  # Optuna records the trial as failed
+        for key in (M.TEST_POSITION_MEDIAN, M.TEST + M.ROTATION_MEDIAN, M.KNN_POSITION_MEDIAN):
+            trial.set_user_attr(key, result.metrics[key])
+        return result.metrics[M.VAL_POSITION_MEDIAN]
+
+    return objective
+
+
+def progress_line(started: float) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial.params.items())
+        value = f"{trial.value:.2f} mm" if trial.value is not None else "-"
+        reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason") or ""
+        print(
+            f"[trial {trial.number:3d}] {trial.state.name.lower():8s} {value:>10s}  {short}  "
+            f"{reason}  ({(time.perf_counter() - started) / 60:.1f} min)",
+            flush=True,
+        )
+
+    return callback
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_counts(study: optuna.Study) -> dict:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "failed": states.count(TrialState.FAIL),
+        "running": states.count(TrialState.RUNNING),
+    }
+
+
+def run_search(config: SearchConfig, study: optuna.Study | None = None) -> StudyResult:
+    """Run (or resume) the study under one parent MLflow run; finalize if configured.
+
+    ``study``: the config's study if already opened (`make_study`), else opened here.
+    """
+    started = time.perf_counter()
+    study = study or make_study(config)
+    with parent_run(config) as parent:
+        stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        study.optimize(
+            objective_for(config, parent.info.run_id),
+            n_trials=config.study.n_trials,
+            timeout=config.study.timeout_minutes * 60,
+            callbacks=[stop, progress_line(started)],
+            gc_after_trial=True,
+            catch=(Exception,),
+        )  # a crashing trial is a failed trial
+        result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
+        if result.counts["complete"]:
+            best = study.best_trial
+            result.best_trial, result.best_value, result.best_params = best.number, best.value, best.params
+            if config.study.finalize:
+                result.champion = finalize(config, study, parent.info.run_id)
+        result.wall_seconds = time.perf_counter() - started
+        log_study_artifacts(config, study, result)
+    return result

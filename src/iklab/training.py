@@ -1,0 +1,306 @@
+"""`train(config) -> TrainResult`: fit one model with diagnostics, evaluate it in task space,
+log everything to MLflow. Used by `python -m iklab.train` (its command line is `iklab.train`),
+`mlflow run . -e train`, the search and the tests alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+import iklab
+
+from . import metric_names as M
+from . import mlflow_logging as logging_
+from .config import ExperimentConfig
+from .data import Dataset, Split, ensure_dataset, load_dataset
+from .diagnostics import DiagnosticsCallback, evaluate_flags
+from .encodings import decode_outputs, encode_inputs, encode_targets
+from .evaluation import evaluate_with_baselines, task_space_errors
+from .kinematics import Robot, fk
+from .metadata import ModelMetadata
+from .models import build_loss, build_model, build_optimizer, count_parameters
+from .packaging import log_ik_model
+from .solver import predict_joints
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished", "failed" (diverged) or "pruned" (stopped by a caller's callback)
+    run_id: str | None
+    metrics: dict[str, float] = field(default_factory=dict)  # test/*, baseline/*, best_*
+    flags: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    reason: str | None = None  # why it failed
+    model: keras.Model | None = None
+    model_uri: str | None = None
+    dataset: Dataset | None = None  # what it was trained and tested on (the champion compares on it)
+    train_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Encoded model inputs and targets for each split, plus joints for evaluation."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    q_train: np.ndarray
+    q_val: np.ndarray
+    q_test: np.ndarray
+
+
+def prepare_arrays(config: ExperimentConfig, dataset: Dataset) -> Arrays:
+    data = config.data
+    train = dataset.train.head(data.train_rows)
+    test = dataset.test.head(config.evaluation.test_rows)
+
+    def features(split: Split) -> np.ndarray:
+        return encode_inputs(split.position, split.quat, data.input_encoding)
+
+    return Arrays(
+        x_train=features(train),
+        y_train=encode_targets(train.q, data.output_encoding),
+        x_val=features(dataset.val),
+        y_val=encode_targets(dataset.val.q, data.output_encoding),
+        x_test=features(test),
+        q_train=train.q,
+        q_val=dataset.val.q,
+        q_test=test.q,
+    )
+
+
+def compile_model(config: ExperimentConfig, arrays: Arrays) -> keras.Model:
+    """Build and compile the model the config describes (seeded)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    angles = config.data.output_encoding == "angles"
+    model = build_model(
+        config.model,
+        arrays.x_train,
+        arrays.y_train.shape[1],
+        train_targets=arrays.y_train if angles else None,
+        name=config.name,
+    )
+    steps = math.ceil(len(arrays.x_train) / config.training.batch_size)
+    model.compile(
+        optimizer=build_optimizer(config.optimizer, steps, config.training.epochs),
+        loss=build_loss(config.training, config.data.output_encoding),
+    )
+    return model
+
+
+def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.Model) -> DiagnosticsCallback:
+    probe = slice(0, config.diagnostics.probe_rows)
+    batch = slice(0, config.training.batch_size)
+    encoding = config.data.output_encoding
+    return DiagnosticsCallback(
+        arrays.x_val[probe],
+        arrays.q_val[probe],
+        loss_fn=model.loss,
+        grad_batch=(arrays.x_train[batch], arrays.y_train[batch]),
+        decode=lambda y: decode_outputs(y, encoding),
+        angular_targets=True,
+    )
+
+
+class TaskSpaceProbe(keras.callbacks.Callback):
+    """Median position error (mm) of the diagnostics probe rows, written into ``logs`` each epoch
+    as ``metric_names.VAL_POSITION_ERROR_MM``.
+
+    Comparable across encodings and losses, unlike val_loss: the search prunes on it. Reads
+    ``diagnostics.last_prediction``, which the diagnostics callback (before it in the list) made
+    for the same rows in the same epoch.
+    """
+
+    def __init__(self, robot: Robot, diagnostics: DiagnosticsCallback) -> None:
+        super().__init__()
+        self.robot, self.diagnostics = robot, diagnostics
+        self.targets = fk(robot, diagnostics.probe_targets)  # the probe's poses: fixed, FK once
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        report = task_space_errors(
+            self.robot, self.diagnostics.last_prediction, self.diagnostics.probe_targets, target_poses=self.targets
+        )
+        if logs is not None:
+            logs[M.VAL_POSITION_ERROR_MM] = report.summary()[M.POSITION_MEDIAN]
+
+
+class StoppingCallback(keras.callbacks.Callback):
+    """A caller's callback that may end training early on purpose (the search's pruner).
+
+    Subclasses call ``request_stop(reason)``; train() then ends the run as "pruned" with that
+    reason instead of evaluating it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop_reason: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.model.stop_training = True
+
+
+def mark_diverged(result: TrainResult) -> bool:
+    """True, with status "failed" and the reason set, if the loss became NaN or infinite."""
+    if all(math.isfinite(h.get("loss", math.nan)) for h in result.history):
+        return False
+    result.status, result.reason = "failed", "loss became NaN or infinite; training stopped"
+    return True
+
+
+def fit_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
+    training = config.training
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if training.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(patience=training.early_stopping_patience, restore_best_weights=True)
+        )
+    if training.reduce_lr_patience and config.optimizer.schedule == "constant":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                factor=training.reduce_lr_factor, patience=training.reduce_lr_patience, min_lr=1e-6
+            )
+        )
+    return callbacks
+
+
+def train(
+    config: ExperimentConfig,
+    *,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    extra_callbacks: tuple[StoppingCallback, ...] = (),
+    log_model: bool | None = None,
+) -> TrainResult:
+    """Train, diagnose, evaluate and log one experiment; never raises for a diverged run.
+
+    ``extra_callbacks`` run last each epoch, when ``logs`` holds every metric of the epoch;
+    one that requests a stop ends the run as "pruned".
+    """
+    dataset = load_dataset(ensure_dataset(config.data))
+    arrays = prepare_arrays(config, dataset)
+    model = compile_model(config, arrays)
+    diagnostics = diagnostics_callback(config, arrays, model)
+    task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
+    with logging_.training_run(
+        run_name or config.mlflow.run_name or config.name,
+        config.mlflow.experiment or f"ik-{dataset.robot.name}-train",
+        parent_run_id=parent_run_id,
+        tags=tags,
+    ) as run:
+        logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
+        epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs)
+        # Keras calls these in order each epoch, all with the same `logs` dict:
+        #   diagnostics   writes the probe's R^2, dead/zero fractions, gradient norms, ... into
+        #                 logs and keeps the decoded probe prediction (last_prediction)
+        #   task_probe    reads last_prediction, writes logs[VAL_POSITION_ERROR_MM]
+        #   epoch_logger  reads all of logs (and loss, val_loss, learning_rate): MLflow + a line
+        #   fit callbacks TerminateOnNaN, EarlyStopping, ReduceLROnPlateau (loss, val_loss)
+        #   extra         a caller's StoppingCallbacks, e.g. the search's pruner (reads
+        #                 VAL_POSITION_ERROR_MM, R2_MEAN, DEAD_FRACTION*)
+        callbacks = [diagnostics, task_probe, epoch_logger, *fit_callbacks(config), *extra_callbacks]
+        started = time.perf_counter()
+        model.fit(
+            arrays.x_train,
+            arrays.y_train,
+            validation_data=(arrays.x_val, arrays.y_val),
+            epochs=config.training.epochs,
+            batch_size=config.training.batch_size,
+            shuffle=True,
+            callbacks=callbacks,
+            verbose=config.training.verbose,
+        )
+        result = TrainResult(
+            "finished",
+            run.info.run_id,
+            history=epoch_logger.history,
+            model=model,
+            train_seconds=time.perf_counter() - started,
+            dataset=dataset,
+        )
+        if mark_diverged(result):
+            flags = evaluate_flags(
+                diagnostics.history, ambiguity=dataset.ambiguity, warmup_epochs=config.diagnostics.warmup_epochs
+            )
+            logging_.log_failure(result.reason, flags, diagnostics.history)
+            return result
+        stop_reason = next((cb.stop_reason for cb in extra_callbacks if cb.stop_reason), None)
+        if stop_reason:  # a caller's callback (the search's pruner) ended the run early on purpose
+            result.status, result.reason = "pruned", stop_reason
+            logging_.log_stopped(result.status, stop_reason)
+            return result
+        evaluate_and_log(config, dataset, arrays, model, diagnostics, result)
+        if log_model if log_model is not None else config.mlflow.log_model:
+            example = dataset.test.head(5)
+            result.model_uri = log_ik_model(model, model_metadata(config, dataset), example.position, example.quat)
+    return result
+
+
+def model_metadata(config: ExperimentConfig, dataset: Dataset) -> ModelMetadata:
+    """What robot code needs to use the model with no dataset or experiment file."""
+    return ModelMetadata(
+        dataset.robot,
+        dataset.region,
+        config.data.input_encoding,
+        config.data.output_encoding,
+        dataset.digest,
+        iklab.__version__,
+    )
+
+
+def evaluate_and_log(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    arrays: Arrays,
+    model: keras.Model,
+    diagnostics: DiagnosticsCallback,
+    result: TrainResult,
+) -> None:
+    """Test-split errors of the model and the baselines, flags, and their artifacts."""
+    q_pred = predict_joints(model, arrays.x_test, config.data.output_encoding)
+    reports = evaluate_with_baselines(
+        dataset.robot,
+        q_pred,
+        arrays.q_test,
+        arrays.x_train,
+        arrays.q_train,
+        arrays.x_test,
+        knn_k=config.evaluation.knn_k,
+        knn_rows=config.evaluation.knn_rows,
+        seed=config.seed,
+    )
+    metrics = reports["model"].summary(M.TEST)
+    q_val = predict_joints(model, arrays.x_val, config.data.output_encoding)
+    metrics.update(task_space_errors(dataset.robot, q_val, arrays.q_val).summary(M.VAL))
+    metrics.update(reports["mean"].summary(M.MEAN))
+    metrics.update(reports["knn"].summary(M.KNN))
+    val_losses = [h["val_loss"] for h in result.history]
+    best = int(np.nanargmin(val_losses))
+    metrics.update(
+        {
+            "best_val_loss": float(val_losses[best]),
+            "best_epoch": float(best + 1),
+            "epochs_run": float(len(result.history)),
+            "train_seconds": result.train_seconds,
+            # the runs table shows last values; best_* make runs comparable at a glance
+            M.BEST_VAL_POSITION_ERROR_MM: min(h[M.VAL_POSITION_ERROR_MM] for h in result.history),
+        }
+    )
+    flags = evaluate_flags(
+        diagnostics.history,
+        ambiguity=dataset.ambiguity,
+        model_error=metrics[M.TEST_POSITION_MEDIAN],
+        knn_error=metrics[M.KNN_POSITION_MEDIAN],
+        warmup_epochs=config.diagnostics.warmup_epochs,
+    )
+    result.metrics, result.flags = metrics, [f.name for f in flags]
+    logging_.log_ik_results(config, metrics, result.history, flags, diagnostics.history, reports)

@@ -1,0 +1,193 @@
+"""Bad inputs to the training, search and cases commands: one line naming the option, key or
+file, exit status 2, and nothing written (no MLflow store, no dataset, no Optuna database).
+The data_gen command's table is tests/test_bad_inputs_data_gen.py.
+
+Each row runs the real command in a fresh process; they are refused before TensorFlow loads,
+so the table takes seconds.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+
+from iklab.refine import validate_poses
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = str(ROOT / "experiments" / "jaco_mlp.yaml")
+SEARCH = str(ROOT / "experiments" / "search_jaco.yaml")
+
+
+def train(overrides: str) -> list[str]:
+    return ["iklab.train", "--experiment", EXPERIMENT, "--overrides", overrides]
+
+
+# (id, command after `python -m`, words the one stderr line must hold)
+ROWS = [
+    ("batch-size-0", train("training.batch_size=0"), "training.batch_size must be >= 1, got 0"),
+    ("batch-size-negative", train("training.batch_size=-5"), "training.batch_size must be >= 1, got -5"),
+    ("epochs-0", train("training.epochs=0"), "training.epochs must be >= 1, got 0"),
+    ("epochs-negative", train("training.epochs=-1"), "training.epochs must be >= 1, got -1"),
+    ("probe-rows-0", train("diagnostics.probe_rows=0"), "diagnostics.probe_rows must be >= 1"),
+    ("data-rows-1", train("data.rows=1"), "data.rows must be >= 100, got 1"),
+    ("data-rows-10", train("data.rows=10"), "data.rows must be >= 100, got 10"),
+    ("knn-rows-0", train("evaluation.knn_rows=0"), "evaluation.knn_rows must be >= 1, got 0"),
+    ("learning-rate-nan", train("optimizer.learning_rate=.nan"), "optimizer.learning_rate must be a finite number"),
+    ("learning-rate-0", train("optimizer.learning_rate=0"), "optimizer.learning_rate must be > 0"),
+    ("dropout-1", train("model.dropout=1.0"), "model.dropout must be in [0, 1)"),
+    ("unclosed-quote", train("model.activation='relu"), "--overrides"),
+    ("unknown-key", train("model.widht=3"), "unknown key model.widht"),
+    ("missing-file", ["iklab.train", "--experiment", "no/such.yaml"], "no/such.yaml: file not found"),
+    (
+        "bad-yaml",
+        ["iklab.train", "--experiment", str(ROOT / "tests" / "data" / "bad.yaml")],
+        "bad.yaml: not valid YAML at line 3, column 1: expected ',' or '}', but got '<stream end>'",
+    ),
+    ("no-experiment", ["iklab.train"], "the following arguments are required: --experiment"),
+    ("storage-bogus", ["iklab.search", "--experiment", SEARCH, "--storage", "bogus://x"], "study.storage 'bogus://x'"),
+    (
+        "storage-no-driver",
+        ["iklab.search", "--experiment", SEARCH, "--storage", "postgresql+psycopg://u:secret@h/d"],
+        "study.storage 'postgresql+psycopg://u:***@h/d' cannot be opened",
+    ),
+    ("n-trials-negative", ["iklab.search", "--experiment", SEARCH, "--n-trials", "-1"], "--n-trials: must be >= 0"),
+    (
+        "timeout-negative",
+        ["iklab.search", "--experiment", SEARCH, "--timeout-minutes", "-1"],
+        "--timeout-minutes: must be >= 0",
+    ),
+    (
+        "dataset-rows-negative",
+        ["iklab.search", "--experiment", SEARCH, "--dataset-rows", "-5"],
+        "--dataset-rows: must be >= 0",
+    ),
+    ("search-file-missing", ["iklab.search", "--experiment", "no/such.yaml"], "no/such.yaml: file not found"),
+    (
+        "unknown-case",
+        ["iklab.cases", "--cases", "no_such_case", "--cases-dir", str(ROOT / "experiments" / "cases")],
+        "unknown case 'no_such_case'",
+    ),
+    ("no-case-files", ["iklab.cases", "--cases-dir", "nowhere"], "no case files (*.yaml) in nowhere"),
+]
+
+
+def _run(command: list[str], folder: Path) -> subprocess.CompletedProcess:
+    """``command`` with its MLflow store in ``folder``; from the repository for a search (its
+    file's `base:` is relative to it, as in the README), else from ``folder``."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}
+    env.pop("MLFLOW_RUN_ID", None)
+    cwd = ROOT if command[0] == "iklab.search" else folder
+    return subprocess.run(
+        [sys.executable, "-m", *command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every row at once (a process each, a few at a time): {id: (result, its working directory)}."""
+    folders = {row[0]: tmp_path_factory.mktemp(row[0]) for row in ROWS}
+    with ThreadPoolExecutor(4) as pool:
+        results = pool.map(lambda row: _run(row[1], folders[row[0]]), ROWS)
+        return {row[0]: (result, folders[row[0]]) for row, result in zip(ROWS, results, strict=True)}
+
+
+@pytest.mark.parametrize("row_id, command, words", ROWS, ids=[row[0] for row in ROWS])
+def test_bad_input_is_one_line_and_writes_nothing(outcomes, row_id, command, words):
+    result, folder = outcomes[row_id]
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert lines[0].startswith(("iklab.", "python -m iklab.")), lines[0]
+    assert list(folder.iterdir()) == []  # no mlflow.db, no data/, no optuna.db
+
+
+def test_pose_whose_bottom_row_is_not_0001_is_refused(jaco):
+    pose = np.eye(4)
+    pose[3, 0] = 0.5
+    with pytest.raises(ValueError, match=r"rows \[0\] \(1 row\) are not homogeneous"):
+        validate_poses(pose[None])
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in (path.read_text() if path.exists() else ""):
+        assert process.poll() is None, path.read_text()
+        assert time.monotonic() < deadline, f"no {text!r} within {seconds} s: {path.read_text()}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_schedulers_signal_ends_the_training_run_as_killed(tmp_path, sig):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\ndata: {region: working, rows: 3000}\nmodel: {depth: 1, width: 16}\n"
+        "training: {epochs: 500, batch_size: 32}\ndiagnostics: {probe_rows: 64}\n"
+    )
+    log = tmp_path / "out.txt"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    env.pop("MLFLOW_RUN_ID", None)
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iklab.train", "--experiment", str(config)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for(log, "epoch   2/500", process, 180)
+            process.send_signal(sig)
+            assert process.wait(timeout=60) == 143
+        finally:
+            process.kill()
+    assert f"stopped (terminated by {sig.name})" in log.read_text()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == f"terminated by {sig.name}"
+
+
+@pytest.mark.slow
+def test_a_schedulers_signal_ends_a_search_its_trial_and_their_runs(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(
+        "name: tiny\ndata: {region: working, rows: 3000}\nmodel: {depth: 1, width: 16}\n"
+        "training: {epochs: 500, batch_size: 32}\ndiagnostics: {probe_rows: 64}\n"
+    )
+    (tmp_path / "search.yaml").write_text(
+        f"name: s\nbase: tiny.yaml\nstudy: {{name: s, storage: 'sqlite:///{tmp_path}/optuna.db', n_trials: 2, "
+        "pruner: none, diagnostic_pruning_epochs: 500}\n"
+        "space: {model.width: {choices: [8, 16]}}\n"
+    )
+    log = tmp_path / "out.txt"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    env.pop("MLFLOW_RUN_ID", None)
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iklab.search", "--experiment", "search.yaml"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for(log, "epoch   2/500", process, 180)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 143
+        finally:
+            process.kill()
+    text = log.read_text()
+    assert "iklab.search: stopped (terminated by SIGTERM)" in text and "Traceback" not in text
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 2  # the study's run and its first trial's
+    assert {(r.info.status, r.data.tags["failure_reason"]) for r in runs} == {("KILLED", "terminated by SIGTERM")}
+    (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert trial.state == optuna.trial.TrialState.FAIL
