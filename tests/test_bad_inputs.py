@@ -48,7 +48,7 @@ ROWS = [
     ("missing-file", ["iklab.train", "--experiment", "no/such.yaml"], "no/such.yaml: file not found"),
     (
         "bad-yaml",
-        ["iklab.train", "--experiment", str(ROOT / "tests" / "data" / "bad.yaml")],
+        ["iklab.train", "--experiment", str(ROOT / "tests" / "inputs" / "bad.yaml")],
         "bad.yaml: not valid YAML at line 3, column 1: expected ',' or '}', but got '<stream end>'",
     ),
     ("no-experiment", ["iklab.train"], "the following arguments are required: --experiment"),
