@@ -124,69 +124,51 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen, seconds: float) 
         time.sleep(0.5)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_schedulers_signal_ends_the_training_run_as_killed(tmp_path, sig):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "name: tiny\ndata: {region: working, rows: 3000}\nmodel: {depth: 1, width: 16}\n"
-        "training: {epochs: 500, batch_size: 32}\ndiagnostics: {probe_rows: 64}\n"
-    )
+TINY = (
+    "name: tiny\ndata: {region: working, rows: 3000}\nmodel: {depth: 1, width: 16}\n"
+    "training: {epochs: 500, batch_size: 32}\ndiagnostics: {probe_rows: 64}\n"
+)
+
+
+def _signal_after_two_epochs(tmp_path: Path, command: list[str], sig: signal.Signals) -> tuple[str, list]:
+    """Run ``command`` in ``tmp_path``, send ``sig`` once it printed its second epoch; its output
+    (exit status 143 checked) and the MLflow runs it left."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
     log = tmp_path / "out.txt"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     env.pop("MLFLOW_RUN_ID", None)
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "iklab.train", "--experiment", str(config)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", *command], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
         )
         try:
             _wait_for(log, "epoch   2/500", process, 180)
             process.send_signal(sig)
-            assert process.wait(timeout=60) == 143
+            assert process.wait(timeout=60) == 143, log.read_text()
         finally:
             process.kill()
-    assert f"stopped (terminated by {sig.name})" in log.read_text()
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return log.read_text(), client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_schedulers_signal_ends_the_training_run_as_killed(tmp_path, sig):
+    text, runs = _signal_after_two_epochs(tmp_path, ["iklab.train", "--experiment", "tiny.yaml"], sig)
+    assert f"iklab.train: stopped (terminated by {sig.name})" in text and "Traceback" not in text
+    (run,) = runs
     assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == f"terminated by {sig.name}"
 
 
 @pytest.mark.slow
 def test_a_schedulers_signal_ends_a_search_its_trial_and_their_runs(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(
-        "name: tiny\ndata: {region: working, rows: 3000}\nmodel: {depth: 1, width: 16}\n"
-        "training: {epochs: 500, batch_size: 32}\ndiagnostics: {probe_rows: 64}\n"
-    )
     (tmp_path / "search.yaml").write_text(
         f"name: s\nbase: tiny.yaml\nstudy: {{name: s, storage: 'sqlite:///{tmp_path}/optuna.db', n_trials: 2, "
         "pruner: none, diagnostic_pruning_epochs: 500}\n"
         "space: {model.width: {choices: [8, 16]}}\n"
     )
-    log = tmp_path / "out.txt"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    env.pop("MLFLOW_RUN_ID", None)
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "iklab.search", "--experiment", "search.yaml"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_for(log, "epoch   2/500", process, 180)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 143
-        finally:
-            process.kill()
-    text = log.read_text()
+    text, runs = _signal_after_two_epochs(tmp_path, ["iklab.search", "--experiment", "search.yaml"], signal.SIGTERM)
     assert "iklab.search: stopped (terminated by SIGTERM)" in text and "Traceback" not in text
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 2  # the study's run and its first trial's
     assert {(r.info.status, r.data.tags["failure_reason"]) for r in runs} == {("KILLED", "terminated by SIGTERM")}
     (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db").trials
