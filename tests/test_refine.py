@@ -5,7 +5,7 @@ import pytest
 
 from iklab import kinematics as K
 from iklab.kinematics import jacobian
-from iklab.refine import refine, rotation_log
+from iklab.refine import into_limits, refine, rotation_log
 
 DEG = math.pi / 180.0
 # Jaco's `working` region (iklab.regions), degrees: one IK branch, away from singularities.
@@ -164,7 +164,10 @@ def test_limits_wider_than_a_full_turn_do_not_clip(jaco):
     q0 = np.array([[3.1, 2.0, -1.0, 0.5, -1.0, 0.3]])
     targets = K.fk(jaco, q0 + 0.1)  # joint 0 has to cross +pi
     result = refine(jaco, q0, targets, lower=jaco.qlim[0], upper=jaco.qlim[1])
-    assert result.success[0] and result.q[0, 0] > math.pi
+    # it crossed +pi (a clip would have stopped it at pi, short of the target), and the answer
+    # is given inside the limits: 3.2 rad is -3.083 rad
+    assert result.success[0] and result.q[0, 0] == pytest.approx(3.2 - 2 * math.pi, abs=1e-6)
+    np.testing.assert_allclose(result.q[0, 1:], q0[0, 1:] + 0.1, atol=1e-6)
 
 
 def test_bad_inputs_raise_value_errors_naming_rows(jaco, rng):
@@ -195,3 +198,33 @@ def test_bad_inputs_raise_value_errors_naming_rows(jaco, rng):
         refine(jaco, q0, targets, tolerance_m=0.0)
     with pytest.raises(ValueError, match=r"shape \(N, 6\)"):
         jacobian(jaco, np.zeros(6))
+
+
+def test_into_limits_wraps_by_two_pi_where_an_equivalent_fits():
+    low, high = np.array([-np.pi] * 6), np.array([np.pi] * 6)
+    q = np.array([[0.5, 3 * np.pi, -7.0, 283.7, np.pi, -np.pi]])
+    wrapped, inside = into_limits(q, low, high)
+    assert inside.all() and np.all((wrapped >= low) & (wrapped <= high))
+    np.testing.assert_allclose(np.cos(wrapped), np.cos(q), atol=1e-12)  # the same angles
+    np.testing.assert_allclose(np.sin(wrapped), np.sin(q), atol=1e-12)
+    assert wrapped[0, 0] == 0.5 and wrapped[0, 4] == np.pi and wrapped[0, 5] == -np.pi  # inside: untouched
+    # a box narrower than 2*pi: 2.5 rad has no equivalent in [-1, 1]; the row is not inside
+    narrow_low, narrow_high = np.full(6, -1.0), np.full(6, 1.0)
+    q = np.array([[0.0] * 6, [2.5, 0, 0, 0, 0, 0], [2 * np.pi + 0.5, 0, 0, 0, 0, 0]])
+    wrapped, inside = into_limits(q, narrow_low, narrow_high)
+    assert inside.tolist() == [True, False, True]
+    assert wrapped[1, 0] == 2.5 and wrapped[2, 0] == pytest.approx(0.5)
+
+
+def test_refine_answers_inside_limits_exactly_2pi_wide(jaco, rng):
+    """Jaco's joints span exactly [-pi, pi]: refinement moves them freely, the answer comes back
+    inside (the solver's 283.7 rad answers came from there)."""
+    low, high = jaco.qlim
+    q_true = rng.uniform(low, high, size=(500, 6))
+    start = q_true + rng.normal(scale=1.5, size=q_true.shape) + 2 * np.pi * rng.integers(-40, 40, size=q_true.shape)
+    result = refine(jaco, start, K.fk(jaco, q_true), lower=low, upper=high, max_iterations=100)
+    assert np.all((result.q >= low) & (result.q <= high))
+    check = K.fk(jaco, result.q)
+    np.testing.assert_allclose(
+        np.linalg.norm(check[:, :3, 3] - K.fk(jaco, q_true)[:, :3, 3], axis=1), result.position_error_m, atol=1e-12
+    )

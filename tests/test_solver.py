@@ -62,6 +62,29 @@ def test_solve_refines_to_tolerance_in_the_trained_branch(trained):
 
 
 @pytest.mark.slow
+def test_every_answer_lies_inside_the_joint_limits(trained):
+    """10k poses over Jaco's whole joint range (the network knows one small box) plus 1k out of
+    reach: refinement wanders far (it treats a 2*pi-wide joint as free), yet every returned
+    angle is inside [-pi, pi], with or without refinement, and errors are FK-verified there."""
+    solver = IKSolver.load(trained.model_uri)
+    low, high = solver.robot.qlim
+    rng = np.random.default_rng(7)
+    poses = fk(solver.robot, rng.uniform(low, high, size=(10_000, 6)))
+    far = poses[:1000].copy()
+    far[:, :3, 3] += 3.0  # 5 m away along (1, 1, 1): out of a 1 m reach
+    poses = np.concatenate([poses, far])
+    for refine in (True, False):
+        result = solver.solve(poses, refine=refine)
+        assert np.all((result.q >= low) & (result.q <= high)), np.abs(result.q).max()
+        reached = fk(solver.robot, result.q)
+        np.testing.assert_allclose(
+            np.linalg.norm(reached[:, :3, 3] - poses[:, :3, 3], axis=1), result.position_error_m, atol=1e-12
+        )
+        assert not result.success[10_000:].any()
+    assert result.success.sum() == 0  # refine=False: the network alone reaches no pose to 0.01 mm
+
+
+@pytest.mark.slow
 def test_each_input_type_and_local_path(trained, tmp_path):
     local = mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path))
     solver = IKSolver.load(local)
@@ -257,6 +280,7 @@ def test_served_champion_answers_over_http(champion, tmp_path):
         answers = pd.DataFrame(body["predictions"])
         assert len(answers) == 20 and answers["success"].mean() >= 0.95
         q = answers[[f"q{i}" for i in range(6)]].to_numpy()
+        assert np.all(np.abs(q) <= np.pi)  # Jaco's limits
         reached = fk(load_robot("jaco"), q)
         assert np.linalg.norm(reached[:, :3, 3] - poses[:, :3, 3], axis=1)[answers["success"]].max() <= 1e-5
         rows.loc[4, "qw"] = 3.0

@@ -120,7 +120,9 @@ def refine(
         q[accepted], jac[accepted] = trial_q[better], trial_jac[better]
         error[accepted], cost[accepted] = trial_error[better], trial_cost[better]
         done[accepted] = _within_tolerance(trial_error[better], tolerance_m, tolerance_rad)
-    return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations)
+    if lower is None and upper is None:
+        return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations)
+    return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations, lower=lower, upper=upper)
 
 
 def verify(
@@ -131,18 +133,41 @@ def verify(
     tolerance_m: float,
     tolerance_rad: float,
     iterations: np.ndarray | None = None,
+    *,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
 ) -> RefineResult:
     """Judge joints ``q`` ``(N, 6)`` against target rotations ``(N, 3, 3)`` and positions ``(N, 3)``
-    by FK (independent of the Jacobian pass); ``iterations`` default to 0 (not refined)."""
+    by FK (independent of the Jacobian pass); ``iterations`` default to 0 (not refined).
+
+    With joint limits ``lower``/``upper`` ``(6,)``, each angle is first moved into them by a
+    multiple of 2*pi (:func:`into_limits`, FK is unchanged); a row with an angle that has no
+    equivalent inside is not a success.
+    """
+    inside = np.ones(len(q), dtype=bool)
+    if lower is not None or upper is not None:
+        q, inside = into_limits(q, *_limit_arrays(lower, upper, q.shape[1]))
     rotation, position = fk_rotation_translation(robot, q)
     position_error = np.linalg.norm(position - target_p, axis=1)
     rotation_error = rotation_angle_between(rotation, target_r)
-    success = (position_error <= tolerance_m) & (rotation_error <= tolerance_rad)
+    success = (position_error <= tolerance_m) & (rotation_error <= tolerance_rad) & inside
     if iterations is None:
         iterations = np.zeros(len(q), dtype=np.int64)
     return RefineResult(
         q=q, position_error_m=position_error, rotation_error_rad=rotation_error, success=success, iterations=iterations
     )
+
+
+def into_limits(q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each angle of ``q`` ``(N, 6)`` inside ``[lower, upper]``, moved there by a multiple of 2*pi
+    where it was outside and an equivalent lands inside -> (joints, ``(N,)`` bool: every angle
+    of the row is inside). An angle already inside is returned bit for bit; one with no
+    equivalent inside (a box narrower than 2*pi) keeps its value and its row is False."""
+    q = np.asarray(q, dtype=np.float64)
+    already = (q >= lower) & (q <= upper)
+    wrapped = lower + np.mod(q - lower, 2 * math.pi)  # the smallest equivalent >= lower
+    fits = already | (wrapped <= upper)
+    return np.where(already, q, np.where(fits, wrapped, q)), np.all(fits, axis=1)
 
 
 def _update_damping(
@@ -287,6 +312,14 @@ def _limit_bounds(lower: object, upper: object, joints: int) -> tuple[np.ndarray
     """``(joints,)`` bounds for clipping: +-inf for joints free to turn a full circle."""
     if lower is None and upper is None:
         return np.full(joints, -np.inf), np.full(joints, np.inf)
+    low, high = _limit_arrays(lower, upper, joints)
+    # a box of 2*pi or more contains every angle modulo 2*pi: clipping would only hurt
+    free = high - low >= 2 * math.pi
+    return np.where(free, -np.inf, low), np.where(free, np.inf, high)
+
+
+def _limit_arrays(lower: object, upper: object, joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(joints,)`` float arrays of both limits."""
     if lower is None or upper is None:
         raise ValueError("give both lower and upper joint limits, or neither")
     low, high = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
@@ -295,9 +328,7 @@ def _limit_bounds(lower: object, upper: object, joints: int) -> tuple[np.ndarray
     bad = np.flatnonzero(~(np.isfinite(low) & np.isfinite(high) & (low <= high)))
     if bad.size:
         raise ValueError(f"joint limits must be finite with lower <= upper; bad joints {bad.tolist()}")
-    # a box of 2*pi or more contains every angle modulo 2*pi: clipping would only hurt
-    free = high - low >= 2 * math.pi
-    return np.where(free, -np.inf, low), np.where(free, np.inf, high)
+    return low, high
 
 
 def _project_into_limits(q: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

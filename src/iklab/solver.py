@@ -84,7 +84,9 @@ class IKSolver:
         tolerance_m: float = 1e-5,
         tolerance_rad: float = math.radians(0.01),
     ) -> IKResult:
-        """Joint angles reaching ``poses``; errors FK-verified; ``success`` within both tolerances."""
+        """Joint angles reaching ``poses``, inside the robot's joint limits (an angle is moved
+        there by 2*pi; a row where none fits is not a success); errors FK-verified at the
+        returned joints; ``success`` within both tolerances."""
         poses = validate_poses(as_pose_batch(poses))
         q = self.predict(poses)
         if refine:
@@ -99,7 +101,16 @@ class IKSolver:
                 tolerance_rad=tolerance_rad,
             )
         else:
-            out = verify(self.robot, q, poses[:, :3, :3], poses[:, :3, 3], tolerance_m, tolerance_rad)
+            out = verify(
+                self.robot,
+                q,
+                poses[:, :3, :3],
+                poses[:, :3, 3],
+                tolerance_m,
+                tolerance_rad,
+                lower=self.robot.qlim[0],
+                upper=self.robot.qlim[1],
+            )
         return IKResult(
             out.q,
             out.position_error_m,
