@@ -53,7 +53,7 @@ bench: venv
 search: venv
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search
 
-# The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (~3 min here).
+# The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (3 to 7 min here).
 cases: venv
 	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
 
