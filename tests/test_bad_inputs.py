@@ -69,6 +69,11 @@ ROWS = [
         ["iklab.search", "--experiment", SEARCH, "--dataset-rows", "-5"],
         "--dataset-rows: must be >= 0",
     ),
+    (
+        "dataset-rows-too-few",
+        ["iklab.search", "--experiment", SEARCH, "--dataset-rows", "50"],
+        "data.rows must be >= 100, got 50",
+    ),
     ("search-file-missing", ["iklab.search", "--experiment", "no/such.yaml"], "no/such.yaml: file not found"),
     (
         "unknown-case",

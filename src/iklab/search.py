@@ -20,7 +20,7 @@ from .console import (
     quiet_optuna,
     stop_on_signals,
 )
-from .search_config import SearchConfig, load_search, make_study
+from .search_config import SearchConfig, base_experiment, load_search, make_study
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +58,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     config = load_search(args.experiment, study)
     if args.dataset_rows:
         config = replace(config, trial_overrides={**config.trial_overrides, "data.rows": args.dataset_rows})
+        base_experiment(config)  # the new size is checked now (data.rows >= 100), not in trial 0
     return config
 
 
