@@ -23,8 +23,9 @@ from spatialmath import SE3
 
 from iklab.config import experiment_from_dict
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
+from iklab.refine import refine
 from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
-from iklab.solver import IKSolver
+from iklab.solver import IKSolver, joint_distance
 from iklab.training import train
 
 
@@ -73,8 +74,8 @@ def test_every_answer_lies_inside_the_joint_limits(trained):
     far = poses[:1000].copy()
     far[:, :3, 3] += 3.0  # 5 m away along (1, 1, 1): out of a 1 m reach
     poses = np.concatenate([poses, far])
-    for refine in (True, False):
-        result = solver.solve(poses, refine=refine)
+    for refined in (True, False):
+        result = solver.solve(poses, refine=refined)
         assert np.all((result.q >= low) & (result.q <= high)), np.abs(result.q).max()
         reached = fk(solver.robot, result.q)
         np.testing.assert_allclose(
@@ -82,6 +83,52 @@ def test_every_answer_lies_inside_the_joint_limits(trained):
         )
         assert not result.success[10_000:].any()
     assert result.success.sum() == 0  # refine=False: the network alone reaches no pose to 0.01 mm
+
+
+def _second_solution(robot, q_true, pose, rng):
+    """Another exact IK solution of ``pose`` (FK of ``q_true``), at least 20 deg away from it."""
+    for _ in range(50):
+        start = rng.uniform(robot.qlim[0], robot.qlim[1], size=(1, 6))
+        out = refine(robot, start, pose[None], lower=robot.qlim[0], upper=robot.qlim[1], max_iterations=200)
+        if out.success[0] and joint_distance(out.q, q_true[None])[0] > math.radians(20):
+            return out.q[0]
+    raise AssertionError("no second solution found")
+
+
+@pytest.mark.slow
+def test_seeded_solve_returns_the_solution_nearest_the_seed(trained):
+    solver = IKSolver.load(trained.model_uri)
+    rng = np.random.default_rng(3)
+    q_true, poses = _targets(3, seed=5)
+    others = np.array([_second_solution(solver.robot, q, p, rng) for q, p in zip(q_true, poses, strict=True)])
+    for expected in (q_true, others):
+        seed = expected + rng.normal(scale=math.radians(3), size=expected.shape)  # a few degrees off
+        result = solver.solve(poses, q_seed=seed, max_joint_step=math.radians(10))
+        assert result.success.all()
+        assert np.all(joint_distance(result.q, expected) < math.radians(0.1))  # that solution, not the other
+        reached = fk(solver.robot, result.q)
+        np.testing.assert_allclose(
+            np.linalg.norm(reached[:, :3, 3] - poses[:, :3, 3], axis=1), result.position_error_m, atol=1e-12
+        )
+    # one seed for all rows, (6,), works; an answer farther than max_joint_step is not a success
+    result = solver.solve(poses, q_seed=others[0], max_joint_step=math.radians(1))
+    far = joint_distance(result.q, np.broadcast_to(others[0], (3, 6))) > math.radians(1)
+    assert far[1:].all() and not result.success[far].any()
+    assert result.success[0]  # row 0's seed is one of its solutions
+
+
+@pytest.mark.slow
+def test_bad_seeds_are_refused(trained):
+    solver = IKSolver.load(trained.model_uri)
+    _, poses = _targets(2)
+    with pytest.raises(ValueError, match=r"q_seed must have shape \(6,\) or \(2, 6\)"):
+        solver.solve(poses, q_seed=np.zeros(5))
+    seed = np.zeros((2, 6))
+    seed[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"q_seed has NaN or infinite values in rows \[1\]"):
+        solver.solve(poses, q_seed=seed)
+    with pytest.raises(ValueError, match="max_joint_step needs q_seed"):
+        solver.solve(poses, max_joint_step=0.1)
 
 
 @pytest.mark.slow

@@ -24,8 +24,8 @@ import numpy as np
 from .encodings import decode_outputs, encode_inputs
 from .kinematics import matrix_to_quaternion
 from .metadata import MODEL_METADATA_KEY, ModelMetadata
+from .refine import RefineResult, row_list, validate_poses, verify
 from .refine import refine as refine_joints
-from .refine import validate_poses, verify
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class IKSolver:
         self,
         poses: object,
         *,
+        q_seed: object = None,
+        max_joint_step: float | None = None,
         refine: bool = True,
         max_iterations: int = 50,
         tolerance_m: float = 1e-5,
@@ -86,36 +88,39 @@ class IKSolver:
     ) -> IKResult:
         """Joint angles reaching ``poses``, inside the robot's joint limits (an angle is moved
         there by 2*pi; a row where none fits is not a success); errors FK-verified at the
-        returned joints; ``success`` within both tolerances."""
+        returned joints; ``success`` within both tolerances.
+
+        ``q_seed`` ``(N, 6)`` or ``(6,)`` radians (e.g. the robot's current joints): refine from
+        the network's answer and from the seed, and return the exact solution nearer the seed
+        (largest joint difference, wrapped). ``max_joint_step`` (radians, needs a seed): a row
+        whose answer is farther than this from its seed is not a success (a continuity break
+        is reported, never hidden).
+        """
         poses = validate_poses(as_pose_batch(poses))
-        q = self.predict(poses)
+        seed = _seed_batch(q_seed, len(poses))
+        if max_joint_step is not None and (seed is None or not max_joint_step > 0):
+            raise ValueError("max_joint_step needs q_seed and a value > 0 (radians)")
+        starts = [self.predict(poses)] + ([] if seed is None else [seed])
+        options = {"tolerance_m": tolerance_m, "tolerance_rad": tolerance_rad}
+        limits = {"lower": self.robot.qlim[0], "upper": self.robot.qlim[1]}
         if refine:
-            out = refine_joints(
-                self.robot,
-                q,
-                poses,
-                lower=self.robot.qlim[0],
-                upper=self.robot.qlim[1],
-                max_iterations=max_iterations,
-                tolerance_m=tolerance_m,
-                tolerance_rad=tolerance_rad,
-            )
+            candidates = [
+                refine_joints(self.robot, q, poses, max_iterations=max_iterations, **limits, **options) for q in starts
+            ]
         else:
-            out = verify(
-                self.robot,
-                q,
-                poses[:, :3, :3],
-                poses[:, :3, 3],
-                tolerance_m,
-                tolerance_rad,
-                lower=self.robot.qlim[0],
-                upper=self.robot.qlim[1],
-            )
+            candidates = [verify(self.robot, q, poses[:, :3, :3], poses[:, :3, 3], **options, **limits) for q in starts]
+        out = candidates[0]
+        success = out.success
+        if seed is not None:
+            out = _nearest_exact(candidates, seed)
+            success = out.success
+            if max_joint_step is not None:
+                success = success & (joint_distance(out.q, seed) <= max_joint_step)
         return IKResult(
             out.q,
             out.position_error_m,
             out.rotation_error_rad,
-            out.success,
+            success,
             self.region.contains(out.q),
             out.iterations,
         )
@@ -152,3 +157,38 @@ def as_pose_batch(poses: object) -> np.ndarray:
     if poses.ndim != 3 or poses.shape[1:] != (4, 4):
         raise ValueError(f"poses must be (N, 4, 4), (4, 4) or SE3, got shape {poses.shape}")
     return poses
+
+
+def joint_distance(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Largest joint difference of each row, wrapped to [0, pi]: ``(N, 6), (N, 6)`` -> ``(N,)`` radians."""
+    return np.max(np.abs(np.mod(q - reference + math.pi, 2 * math.pi) - math.pi), axis=1)
+
+
+def _seed_batch(q_seed: object, n: int) -> np.ndarray | None:
+    """``(6,)`` or ``(N, 6)`` finite radians -> ``(N, 6)``; None stays None."""
+    if q_seed is None:
+        return None
+    seed = np.asarray(q_seed, dtype=np.float64)
+    if seed.shape == (6,):
+        seed = np.broadcast_to(seed, (n, 6))
+    if seed.shape != (n, 6):
+        raise ValueError(f"q_seed must have shape (6,) or ({n}, 6) for {n} poses, got {seed.shape}")
+    bad = np.flatnonzero(~np.all(np.isfinite(seed), axis=1))
+    if bad.size:
+        raise ValueError(f"q_seed has NaN or infinite values in rows {row_list(bad)}")
+    return seed
+
+
+def _nearest_exact(candidates: list[RefineResult], seed: np.ndarray) -> RefineResult:
+    """Per row, the candidate nearest ``seed`` among the exact ones (the first if none is)."""
+    distance = np.stack([joint_distance(c.q, seed) for c in candidates])  # (K, N)
+    exact = np.stack([c.success for c in candidates])
+    choice = np.argmin(np.where(exact, distance, np.inf), axis=0)
+    choice[~exact.any(axis=0)] = 0
+    rows = np.arange(len(seed))
+
+    def pick(field: str) -> np.ndarray:
+        return np.stack([getattr(c, field) for c in candidates])[choice, rows]
+
+    fields = ("q", "position_error_m", "rotation_error_rad", "success", "iterations")
+    return RefineResult(**{field: pick(field) for field in fields})
