@@ -47,7 +47,7 @@ def export_csv(directory: str | Path, out: str | os.PathLike, *, header: bool = 
     except BaseException as exc:
         with contextlib.suppress(OSError):  # a failing clean-up must not hide the first error
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None and not isinstance(exc, OutputError):
+        if OutputError.raised_by_writing(exc):
             raise OutputError(out, exc) from exc
         raise
     return rows

@@ -62,6 +62,11 @@ class OutputError(OSError):
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror}"
 
+    @staticmethod
+    def raised_by_writing(exc: BaseException) -> bool:
+        """An OS error of the write (with an errno) that is not yet an OutputError."""
+        return isinstance(exc, OSError) and exc.errno is not None and not isinstance(exc, OutputError)
+
 
 @dataclass(frozen=True)
 class SplitFractions:
@@ -154,7 +159,7 @@ def generate(
         _remove_tree(tmp)  # a failing clean-up must not hide why the run failed
         for directory in created:
             _quietly(directory.rmdir)
-        if isinstance(exc, OSError) and exc.errno is not None and not isinstance(exc, OutputError):
+        if OutputError.raised_by_writing(exc):
             raise OutputError(out, exc) from exc
         raise
     return out

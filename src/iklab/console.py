@@ -22,13 +22,24 @@ from collections.abc import Callable
 _RETRACING_NOTICE = "triggered tf.function retracing"
 
 
+# Module-level filters: logging adds the same filter object once, however often a command's
+# main() runs in one process (the tests call it many times).
+def _not_retracing(record: logging.LogRecord) -> bool:
+    return _RETRACING_NOTICE not in record.getMessage()
+
+
+def _not_interrupted_trial(record: logging.LogRecord) -> bool:
+    interrupted = record.exc_info is not None and isinstance(record.exc_info[1], KeyboardInterrupt)
+    return not interrupted and "failed with value None" not in record.getMessage()
+
+
 def quiet_console() -> None:
     """No Keras or MLflow progress bars and no retracing notices; other warnings still show."""
     import keras
 
     keras.config.disable_interactive_logging()  # we print one line per epoch
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLflow's tqdm bars
-    logging.getLogger("tensorflow").addFilter(lambda record: _RETRACING_NOTICE not in record.getMessage())
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
 
 
 def quiet_optuna() -> None:
@@ -37,13 +48,9 @@ def quiet_optuna() -> None:
     a signal (the command says it stopped, in one line)."""
     import optuna
 
-    def wanted(record: logging.LogRecord) -> bool:
-        interrupted = record.exc_info is not None and isinstance(record.exc_info[1], KeyboardInterrupt)
-        return not interrupted and "failed with value None" not in record.getMessage()
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # also installs Optuna's handler
     for handler in logging.getLogger("optuna").handlers:  # records come from optuna.* child loggers
-        handler.addFilter(wanted)
+        handler.addFilter(_not_interrupted_trial)
 
 
 class Terminated(KeyboardInterrupt):

@@ -471,6 +471,11 @@ def wrap_angle(angle: np.ndarray) -> np.ndarray:
     return (np.asarray(angle) + math.pi) % (2 * math.pi) - math.pi
 
 
+def wrap_from(angle: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Each angle moved by a multiple of 2*pi to the smallest equivalent >= ``lower`` (radians)."""
+    return lower + np.mod(np.asarray(angle, dtype=np.float64) - lower, 2 * math.pi)
+
+
 def rotation_angle_between(r_a: np.ndarray, r_b: np.ndarray) -> np.ndarray:
     """Geodesic angle (radians) between rotation batches ``(N, 3, 3)`` -> ``(N,)``."""
     # atan2 of |sin| and cos is accurate near 0 and pi, unlike arccos(trace).

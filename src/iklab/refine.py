@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kinematics import Robot, as_joint_batch, fk_and_jacobian, fk_rotation_translation, rotation_angle_between
+from .kinematics import (
+    Robot,
+    as_joint_batch,
+    fk_and_jacobian,
+    fk_rotation_translation,
+    rotation_angle_between,
+    wrap_from,
+)
 
 # Per-row damping lambda is kept in this range. The floor keeps J J^T + lambda^2 I
 # safely invertible at exact singularities (lambda^2 = 1e-12 against entries of
@@ -120,8 +127,6 @@ def refine(
         q[accepted], jac[accepted] = trial_q[better], trial_jac[better]
         error[accepted], cost[accepted] = trial_error[better], trial_cost[better]
         done[accepted] = _within_tolerance(trial_error[better], tolerance_m, tolerance_rad)
-    if lower is None and upper is None:
-        return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations)
     return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations, lower=lower, upper=upper)
 
 
@@ -165,7 +170,7 @@ def into_limits(q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np
     equivalent inside (a box narrower than 2*pi) keeps its value and its row is False."""
     q = np.asarray(q, dtype=np.float64)
     already = (q >= lower) & (q <= upper)
-    wrapped = lower + np.mod(q - lower, 2 * math.pi)  # the smallest equivalent >= lower
+    wrapped = wrap_from(q, lower)
     fits = already | (wrapped <= upper)
     return np.where(already, q, np.where(fits, wrapped, q)), np.all(fits, axis=1)
 
@@ -337,7 +342,7 @@ def _project_into_limits(q: np.ndarray, low: np.ndarray, high: np.ndarray) -> np
     if not outside.any():
         return q  # untouched bit for bit, so rows already in the box stay exactly as given
     span_low = np.where(np.isfinite(low), low, 0.0)
-    wrapped = span_low + np.mod(q - span_low, 2 * math.pi)  # smallest equivalent >= low
+    wrapped = wrap_from(q, span_low)
     past_high = wrapped - high
     past_low = span_low + 2 * math.pi - wrapped  # distance up to the next copy of low
     nearest_edge = np.where(past_high <= past_low, high, low)

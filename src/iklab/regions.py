@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kinematics import Robot
+from .kinematics import Robot, wrap_from
 
 _DEG = math.pi / 180.0
 
@@ -44,7 +44,7 @@ class Region:
 
     def canonical(self, q: np.ndarray) -> np.ndarray:
         """Each angle moved by a multiple of 2*pi to the smallest value >= lower."""
-        return self.lower + np.mod(np.asarray(q, float) - self.lower, 2 * math.pi)
+        return wrap_from(q, self.lower)
 
 
 # Working regions, in degrees (lower, upper) per joint; bench/region_search.py

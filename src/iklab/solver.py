@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .encodings import decode_outputs, encode_inputs
-from .kinematics import matrix_to_quaternion
+from .kinematics import matrix_to_quaternion, wrap_angle
 from .metadata import MODEL_METADATA_KEY, ModelMetadata
 from .refine import RefineResult, row_list, validate_poses, verify
 from .refine import refine as refine_joints
@@ -109,13 +109,10 @@ class IKSolver:
             ]
         else:
             candidates = [verify(self.robot, q, poses[:, :3, :3], poses[:, :3, 3], **options, **limits) for q in starts]
-        out = candidates[0]
+        out = candidates[0] if seed is None else _nearest_exact(candidates, seed)
         success = out.success
-        if seed is not None:
-            out = _nearest_exact(candidates, seed)
-            success = out.success
-            if max_joint_step is not None:
-                success = success & (joint_distance(out.q, seed) <= max_joint_step)
+        if max_joint_step is not None:
+            success = success & (joint_distance(out.q, seed) <= max_joint_step)
         return IKResult(
             out.q,
             out.position_error_m,
@@ -161,7 +158,7 @@ def as_pose_batch(poses: object) -> np.ndarray:
 
 def joint_distance(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Largest joint difference of each row, wrapped to [0, pi]: ``(N, 6), (N, 6)`` -> ``(N,)`` radians."""
-    return np.max(np.abs(np.mod(q - reference + math.pi, 2 * math.pi) - math.pi), axis=1)
+    return np.max(np.abs(wrap_angle(q - reference)), axis=1)
 
 
 def _seed_batch(q_seed: object, n: int) -> np.ndarray | None:
