@@ -1,9 +1,10 @@
 """Exact IK from approximate joints: batched damped least squares on the geometric Jacobian.
 
 A network's answer is a few degrees from a solution; a handful of
-Levenberg-Marquardt steps, vectorized over rows, close the gap to
-micrometres. Every reported error is recomputed with :func:`fk`, never taken
-from the solver's own bookkeeping.
+Levenberg-Marquardt steps close the gap to micrometres. The loops run compiled, one row at a
+time (:mod:`iklab.refine_kernel`); this module checks inputs and limits around them. Every
+reported error is recomputed by a forward pass of its own, never taken from the solver's
+bookkeeping.
 
 Units: metres and radians; the Jacobian is in the base frame, rows
 ``[v (3); omega (3)]``, the same convention as roboticstoolbox's ``jacob0``.
@@ -19,11 +20,9 @@ import numpy as np
 from .kinematics import (
     Robot,
     as_joint_batch,
-    fk_and_jacobian,
-    fk_rotation_translation,
-    rotation_angle_between,
     wrap_from,
 )
+from .refine_kernel import pose_problems, refine_rows, robot_arrays, verify_rows
 
 # Per-row damping lambda is kept in this range. The floor keeps J J^T + lambda^2 I
 # safely invertible at exact singularities (lambda^2 = 1e-12 against entries of
@@ -92,7 +91,7 @@ def refine(
 
     ``q0`` ``(N, 6)`` radians and ``target_poses`` ``(N, 4, 4)`` -> :class:`RefineResult`.
     Each row keeps its own damping ``lambda`` (starting at ``damping``, then
-    adapted by :func:`_update_damping`): a step
+    adapted by Nielsen's rule, see :mod:`iklab.refine_kernel`): a step
     ``dq = J^T (J J^T + lambda^2 I)^-1 e`` is accepted only if it lowers
     ``|e|``, with ``e = [p_target - p; log(R_target R^T)]``. Rows within both
     tolerances stop changing. ``lower``/``upper`` ``(6,)`` bound the joints
@@ -100,34 +99,67 @@ def refine(
     if that suffices, else to the nearer edge); other joints are free.
     """
     q, target_r, target_p = _check_inputs(q0, target_poses, max_iterations, tolerance_m, tolerance_rad, damping)
-    low, high = _limit_bounds(lower, upper, q.shape[1])
-    q = _project_into_limits(q, low, high)
-    n = q.shape[0]
-    rotation, position, jac = fk_and_jacobian(robot, q)
-    error = _pose_error(rotation, position, target_r, target_p)
-    cost = np.einsum("ni,ni->n", error, error)
-    done = _within_tolerance(error, tolerance_m, tolerance_rad)
-    mu, growth = np.full(n, float(damping) ** 2), np.full(n, 2.0)  # mu = lambda^2
-    iterations = np.zeros(n, dtype=np.int64)
-    for _ in range(max_iterations):
-        rows = np.flatnonzero(~done)
-        if rows.size == 0:
-            break
-        iterations[rows] += 1
-        step = _damped_step(jac[rows], error[rows], np.sqrt(mu[rows]))
-        trial_q = np.clip(q[rows] + step, low, high)
-        trial_r, trial_p, trial_jac = fk_and_jacobian(robot, trial_q)
-        trial_error = _pose_error(trial_r, trial_p, target_r[rows], target_p[rows])
-        trial_cost = np.einsum("ni,ni->n", trial_error, trial_error)
-        better = trial_cost < cost[rows]  # False for NaN: a blown-up step is just rejected
-        mu[rows], growth[rows] = _update_damping(
-            mu[rows], growth[rows], better, cost[rows], trial_cost, jac[rows], error[rows], trial_q - q[rows]
-        )
-        accepted = rows[better]
-        q[accepted], jac[accepted] = trial_q[better], trial_jac[better]
-        error[accepted], cost[accepted] = trial_error[better], trial_cost[better]
-        done[accepted] = _within_tolerance(trial_error[better], tolerance_m, tolerance_rad)
-    return verify(robot, q, target_r, target_p, tolerance_m, tolerance_rad, iterations, lower=lower, upper=upper)
+    limits = JointLimits.of(lower, upper)
+    return refine_checked(robot, q, target_r, target_p, limits, max_iterations, tolerance_m, tolerance_rad, damping)
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """Validated joint limits, with the clipping bounds refinement uses (+-inf for a joint free
+    to turn a full circle: a box of 2*pi or more contains every angle modulo 2*pi)."""
+
+    lower: np.ndarray  # (6,)
+    upper: np.ndarray  # (6,)
+    clip_low: np.ndarray  # (6,)
+    clip_high: np.ndarray  # (6,)
+
+    @classmethod
+    def of(cls, lower: object, upper: object, joints: int = 6) -> JointLimits | None:
+        """From both limits (radians), or None for neither; ValueError for bad limits."""
+        if lower is None and upper is None:
+            return None
+        low, high = _limit_arrays(lower, upper, joints)
+        free = high - low >= 2 * math.pi
+        return cls(low, high, np.where(free, -np.inf, low), np.where(free, np.inf, high))
+
+
+_UNLIMITED = np.full(6, np.inf)
+
+
+def refine_checked(
+    robot: Robot,
+    q: np.ndarray,
+    target_r: np.ndarray,
+    target_p: np.ndarray,
+    limits: JointLimits | None,
+    max_iterations: int = 50,
+    tolerance_m: float = 1e-5,
+    tolerance_rad: float = 1e-5,
+    damping: float = 1e-3,
+) -> RefineResult:
+    """:func:`refine` on inputs already checked: ``q`` ``(N, 6)`` float64 (copied), target
+    rotations ``(N, 3, 3)`` and positions ``(N, 3)`` contiguous float64 (the solver's fast path).
+    ``q`` itself is not changed."""
+    if limits is None:
+        low, high = -_UNLIMITED, _UNLIMITED
+    else:
+        low, high = limits.clip_low, limits.clip_high
+    q = np.array(_project_into_limits(q, low, high), dtype=np.float64, order="C")  # a copy: refined in place
+    iterations = refine_rows(
+        robot_arrays(robot),
+        q,
+        target_r,
+        target_p,
+        low,
+        high,
+        int(max_iterations),
+        float(tolerance_m),
+        float(tolerance_rad),
+        float(damping),
+        _DAMPING_FLOOR,
+        _DAMPING_CEILING,
+    )
+    return verify_checked(robot, q, target_r, target_p, limits, tolerance_m, tolerance_rad, iterations)
 
 
 def verify(
@@ -149,12 +181,26 @@ def verify(
     multiple of 2*pi (:func:`into_limits`, FK is unchanged); a row with an angle that has no
     equivalent inside is not a success.
     """
-    inside = np.ones(len(q), dtype=bool)
-    if lower is not None or upper is not None:
-        q, inside = into_limits(q, *_limit_arrays(lower, upper, q.shape[1]))
-    rotation, position = fk_rotation_translation(robot, q)
-    position_error = np.linalg.norm(position - target_p, axis=1)
-    rotation_error = rotation_angle_between(rotation, target_r)
+    q = np.ascontiguousarray(_joint_batch(q, "q"))
+    target_r = np.ascontiguousarray(target_r, dtype=np.float64)
+    target_p = np.ascontiguousarray(target_p, dtype=np.float64)
+    limits = JointLimits.of(lower, upper, q.shape[1])
+    return verify_checked(robot, q, target_r, target_p, limits, tolerance_m, tolerance_rad, iterations)
+
+
+def verify_checked(
+    robot: Robot,
+    q: np.ndarray,
+    target_r: np.ndarray,
+    target_p: np.ndarray,
+    limits: JointLimits | None,
+    tolerance_m: float,
+    tolerance_rad: float,
+    iterations: np.ndarray | None = None,
+) -> RefineResult:
+    """:func:`verify` on contiguous float64 inputs already checked (the solver's fast path)."""
+    lower, upper = (None, None) if limits is None else (limits.lower, limits.upper)
+    q, position_error, rotation_error, inside = verify_rows(robot_arrays(robot), q, target_r, target_p, lower, upper)
     success = (position_error <= tolerance_m) & (rotation_error <= tolerance_rad) & inside
     if iterations is None:
         iterations = np.zeros(len(q), dtype=np.int64)
@@ -173,85 +219,6 @@ def into_limits(q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np
     wrapped = wrap_from(q, lower)
     fits = already | (wrapped <= upper)
     return np.where(already, q, np.where(fits, wrapped, q)), np.all(fits, axis=1)
-
-
-def _update_damping(
-    mu: np.ndarray,
-    growth: np.ndarray,
-    better: np.ndarray,
-    cost: np.ndarray,
-    trial_cost: np.ndarray,
-    jac: np.ndarray,
-    error: np.ndarray,
-    step: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Nielsen's rule for ``mu = lambda^2`` per row, all ``(M,)`` but ``jac`` ``(M, 6, 6)``,
-    ``error``/``step`` ``(M, 6)`` -> new ``mu``, ``growth``.
-
-    Plain "/10 on success, *10 on failure" oscillates between a too-small
-    lambda (step rejected) and a too-large one (tiny progress) in the curved
-    valleys near singular targets (UR5 wrist: 100+ iterations). Scaling by
-    the gain ratio rho = actual / predicted cost decrease settles lambda where
-    the linear model holds (Madsen, Nielsen & Tingleff 2004, section 3.2).
-    """
-    residual = error - (jac @ step[:, :, None])[:, :, 0]
-    predicted = cost - np.einsum("ni,ni->n", residual, residual)
-    rho = np.clip((cost - trial_cost) / np.maximum(predicted, 1e-300), 0.0, 1.0)
-    shrink = np.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-    mu = np.where(better, mu * shrink, mu * growth)
-    growth = np.where(better, 2.0, np.minimum(growth * 2.0, 1e6))
-    return np.clip(mu, _DAMPING_FLOOR**2, _DAMPING_CEILING**2), growth
-
-
-def _damped_step(jac: np.ndarray, error: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """``dq = J^T (J J^T + lambda^2 I)^-1 e``: ``(M, 6, 6), (M, 6), (M,)`` -> ``(M, 6)``.
-
-    The system is symmetric positive definite (lambda > 0), so it is solved by a
-    Cholesky factorization written out over the batch: 2.8x faster here than
-    ``np.linalg.solve`` on (M, 6, 6), which runs LAPACK once per row. A round-off
-    negative pivot (lambda at its floor, exact singularity) gives NaN, and the
-    caller rejects that step and raises lambda.
-    """
-    jt = np.ascontiguousarray(jac.transpose(1, 2, 0))  # (6 task rows, joints, M): contiguous rows
-    system = np.einsum("ijm,kjm->ikm", jt, jt)
-    diagonal = np.arange(system.shape[0])
-    system[diagonal, diagonal] += lam**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weights = _cholesky_solve(system, error.T)
-    return np.einsum("ijm,im->mj", jt, weights)
-
-
-def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve ``a x = b`` for SPD ``a`` ``(n, n, M)`` and ``b`` ``(n, M)``, column by column."""
-    n = a.shape[0]
-    low = [[None] * n for _ in range(n)]  # low[i][j], i >= j: (M,) entries of the factor
-    for j in range(n):
-        pivot = a[j, j] - sum((low[j][k] ** 2 for k in range(j)), start=np.zeros_like(a[j, j]))
-        low[j][j] = np.sqrt(pivot)
-        for i in range(j + 1, n):
-            low[i][j] = (a[i, j] - sum((low[i][k] * low[j][k] for k in range(j)), start=np.zeros_like(a[i, j]))) / low[
-                j
-            ][j]
-    y = [None] * n
-    for i in range(n):  # forward: low y = b
-        y[i] = (b[i] - sum((low[i][k] * y[k] for k in range(i)), start=np.zeros_like(b[i]))) / low[i][i]
-    x = [None] * n
-    for i in reversed(range(n)):  # back: low^T x = y
-        x[i] = (y[i] - sum((low[k][i] * x[k] for k in range(i + 1, n)), start=np.zeros_like(b[i]))) / low[i][i]
-    return np.stack(x)
-
-
-def _pose_error(rotation: np.ndarray, position: np.ndarray, target_r: np.ndarray, target_p: np.ndarray) -> np.ndarray:
-    """``[p_t - p; log(R_t R^T)]`` ``(M, 6)``: the base-frame twist that closes the gap."""
-    relative = target_r @ np.swapaxes(rotation, 1, 2)
-    return np.concatenate([target_p - position, rotation_log(relative)], axis=1)
-
-
-def _within_tolerance(error: np.ndarray, tolerance_m: float, tolerance_rad: float) -> np.ndarray:
-    """From the pose error ``(M, 6)``: |position part| and |log map| (the geodesic angle) within tolerance."""
-    return (np.einsum("ni,ni->n", error[:, :3], error[:, :3]) <= tolerance_m**2) & (
-        np.einsum("ni,ni->n", error[:, 3:], error[:, 3:]) <= tolerance_rad**2
-    )
 
 
 # --- input checks -------------------------------------------------------------
@@ -294,33 +261,20 @@ def validate_poses(target_poses: object) -> np.ndarray:
     poses = np.asarray(target_poses, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4):
         raise ValueError(f"target_poses must have shape (N, 4, 4), got {poses.shape}")
-    bad = np.flatnonzero(~np.all(np.isfinite(poses[:, :3, :]), axis=(1, 2)))
-    if bad.size:
-        raise ValueError(f"target_poses has non-finite values in rows {row_list(bad)}")
-    bad = np.flatnonzero(np.any(poses[:, 3, :] != (0.0, 0.0, 0.0, 1.0), axis=1))
-    if bad.size:
-        raise ValueError(f"target_poses rows {row_list(bad)} are not homogeneous: the bottom row must be 0, 0, 0, 1")
-    target_r = poses[:, :3, :3].copy()
-    gram = np.swapaxes(target_r, 1, 2) @ target_r
-    bad = np.flatnonzero(
-        (np.max(np.abs(gram - np.eye(3)), axis=(1, 2)) > _ROTATION_CHECK_TOLERANCE) | (np.linalg.det(target_r) <= 0.0)
-    )
-    if bad.size:
+    problems = pose_problems(np.ascontiguousarray(poses), _ROTATION_CHECK_TOLERANCE)
+    if problems.any():
+        bad = np.flatnonzero(problems == problems[problems > 0].min())
+        if problems[bad[0]] == 1:
+            raise ValueError(f"target_poses has non-finite values in rows {row_list(bad)}")
+        if problems[bad[0]] == 2:
+            raise ValueError(
+                f"target_poses rows {row_list(bad)} are not homogeneous: the bottom row must be 0, 0, 0, 1"
+            )
         raise ValueError(
             f"target_poses rows {row_list(bad)} have a rotation part that is not "
             f"orthonormal with det +1 (within {_ROTATION_CHECK_TOLERANCE:g})"
         )
     return poses
-
-
-def _limit_bounds(lower: object, upper: object, joints: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(joints,)`` bounds for clipping: +-inf for joints free to turn a full circle."""
-    if lower is None and upper is None:
-        return np.full(joints, -np.inf), np.full(joints, np.inf)
-    low, high = _limit_arrays(lower, upper, joints)
-    # a box of 2*pi or more contains every angle modulo 2*pi: clipping would only hurt
-    free = high - low >= 2 * math.pi
-    return np.where(free, -np.inf, low), np.where(free, np.inf, high)
 
 
 def _limit_arrays(lower: object, upper: object, joints: int) -> tuple[np.ndarray, np.ndarray]:
