@@ -100,13 +100,58 @@ def _loaded_after_import(module: str) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(
-    "module", ["iklab.solver", "iklab.refine", "iklab.kinematics", "iklab.regions", "iklab.encodings", "iklab.metadata"]
-)
+ROBOT_SIDE = [
+    "iklab.solver",
+    "iklab.network",
+    "iklab.refine",
+    "iklab.refine_kernel",
+    "iklab.kinematics",
+    "iklab.regions",
+    "iklab.encodings",
+    "iklab.metadata",
+]
+# What `pip install iklab` (the `robot` set, no TensorFlow) provides to the robot side
+ROBOT_PACKAGES = {"numpy", "numba", "scipy", "mlflow", "yaml"}
+# Function-level imports of other packages, on paths a solver never takes
+ROBOT_SIDE_EXCEPTIONS = {
+    ("iklab.kinematics", "roboticstoolbox"),  # load_robot by name, to_rtb; a logged model carries its DH table
+    ("iklab.kinematics", "spatialmath"),  # to_rtb (roboticstoolbox's own dependency)
+}
+
+
+@pytest.mark.parametrize("module", ROBOT_SIDE)
 def test_robot_side_and_core_load_no_heavy_package(module):
     """The README's done-check: `import iklab.solver` loads none of data_gen, optuna, pyarrow,
     scikit-learn, matplotlib (nor TensorFlow: the loaded network brings it)."""
     assert _loaded_after_import(module) == []
+
+
+def test_robot_side_imports_only_the_robot_install():
+    """Every import in the robot-side modules, function-level ones included, is iklab's own
+    robot side, the standard library, or a package of the base install (`iklab[robot]`);
+    TYPE_CHECKING-only imports aside. tests/test_solver.py runs it in a venv without TensorFlow."""
+    robot_side = set(ROBOT_SIDE)
+    for module in ROBOT_SIDE:
+        path = IKLAB / f"{module.split('.')[1]}.py"
+        tree = ast.parse(path.read_text())
+        type_checking = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+            for n in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in type_checking or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.ImportFrom) and node.level:
+                names = [f"iklab.{node.module}"] if node.module else [f"iklab.{a.name}" for a in node.names]
+            else:
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                ok = name in robot_side or top in ROBOT_PACKAGES or top in sys.stdlib_module_names
+                ok = ok or name == "iklab" or top == "__future__" or (module, top) in ROBOT_SIDE_EXCEPTIONS
+                assert ok, f"{module} imports {name}, which the robot install lacks"
 
 
 def test_serving_loads_pyarrow_only_through_pandas():

@@ -22,10 +22,12 @@ from mlflow.exceptions import MlflowException
 from spatialmath import SE3
 
 from iklab.config import experiment_from_dict
+from iklab.encodings import encode_pose_matrices
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
+from iklab.metadata import NETWORK_ARTIFACT, NUMPY_NETWORK_FILE
 from iklab.refine import refine
-from iklab.serving import NETWORK_ARTIFACT, POSE_COLUMNS
-from iklab.solver import IKSolver, joint_distance
+from iklab.serving import POSE_COLUMNS
+from iklab.solver import IKSolver, joint_distance, predict_joints
 from iklab.training import train
 
 
@@ -330,6 +332,18 @@ def test_served_champion_answers_over_http(champion, tmp_path):
         assert np.all(np.abs(q) <= np.pi)  # Jaco's limits
         reached = fk(load_robot("jaco"), q)
         assert np.linalg.norm(reached[:, :3, 3] - poses[:, :3, 3], axis=1)[answers["success"]].max() <= 1e-5
+        # seed columns: each row's answer is the exact solution nearest its seed
+        q_true, _ = _targets(20)
+        seeds = pd.DataFrame(q_true + math.radians(2), columns=[f"seed_q{i}" for i in range(6)])
+        seeded = pd.concat([rows, seeds], axis=1)
+        status, body = _post(
+            f"{base}/invocations",
+            {"dataframe_split": {"columns": list(seeded.columns), "data": seeded.to_numpy().tolist()}},
+        )
+        assert status == 200, body
+        answers = pd.DataFrame(body["predictions"])
+        assert answers["success"].all()
+        assert joint_distance(answers[[f"q{i}" for i in range(6)]].to_numpy(), q_true).max() < math.radians(0.1)
         rows.loc[4, "qw"] = 3.0
         status, body = _post(
             f"{base}/invocations", {"dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()}}
@@ -367,3 +381,142 @@ def test_angle_output_models_load_without_their_custom_loss(module_mlflow_store)
     expected = solver.solve(poses, refine=False).q
     served = mlflow.pyfunc.load_model(result.model_uri).predict(_pose_rows(poses), params={"refine": False})
     np.testing.assert_allclose(served[[f"q{i}" for i in range(6)]].to_numpy(), expected, atol=1e-9)
+
+
+# --- no TensorFlow at robot time, paths, seeds over HTTP ------------------------------
+
+
+@pytest.mark.slow
+def test_the_numpy_export_matches_the_keras_network(trained, tmp_path):
+    """The logged model carries the network's numpy export; the solver runs it. Its raw answers
+    equal the Keras network's (float32 rounding), so do the refined ones."""
+    local = mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path))
+    keras_solver = IKSolver.load(f"{local}/artifacts/{NETWORK_ARTIFACT}")  # the tensorflow flavor
+    keras_model = mlflow.tensorflow.load_model(f"{local}/artifacts/{NETWORK_ARTIFACT}")
+    solver = IKSolver.load(trained.model_uri)
+    assert (Path(local) / "artifacts" / NUMPY_NETWORK_FILE).is_file()
+    _, poses = _targets(500)
+    features = encode_pose_matrices(poses, solver.input_encoding)
+    np.testing.assert_allclose(solver.network(features), keras_model(features, training=False), atol=1e-5)
+    raw = solver.predict(poses)
+    np.testing.assert_allclose(raw, predict_joints(keras_model, features, solver.output_encoding), atol=1e-5)
+    a, b = solver.solve(poses), keras_solver.solve(poses)
+    assert a.success.mean() >= 0.99 and np.array_equal(a.success, b.success)
+    assert joint_distance(a.q, b.q)[a.success].max() < 1e-4
+
+
+def _robot_venv(root: Path, directory: Path) -> Path:
+    """A venv with `pip install '<repo>[robot]'` only: no TensorFlow, pandas or MLflow server."""
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=120)
+    python = directory / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"{root}[robot]"],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    return python
+
+
+_ROBOT_SCRIPT = """
+import importlib.util, json, sys
+import numpy as np
+from iklab.solver import IKSolver
+solver = IKSolver.load(sys.argv[1])
+poses = np.load(sys.argv[2])
+result = solver.solve(poses)
+path = solver.solve_path(poses[:20], result.q[0], max_joint_step=1.0)
+np.save(sys.argv[3], np.stack([result.q, solver.predict(poses)]))
+print(json.dumps({
+    "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
+    "loaded": sorted(m for m in ("tensorflow", "keras", "pandas", "pyarrow") if m in sys.modules),
+    "success": float(result.success.mean()),
+    "path_steps": len(path.q),
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_solver_runs_in_a_venv_without_tensorflow(trained, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    python = _robot_venv(root, tmp_path / "robot-venv")
+    _, poses = _targets(200)
+    np.save(tmp_path / "poses.npy", poses)
+    (tmp_path / "robot.py").write_text(_ROBOT_SCRIPT)
+    out = subprocess.run(
+        [str(python), str(tmp_path / "robot.py"), trained.model_uri, str(tmp_path / "poses.npy"), str(tmp_path / "q")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,  # not the repository: the installed package, not src/
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"tensorflow_installed": False, "loaded": [], "success": report["success"], "path_steps": 20}
+    assert report["success"] >= 0.99
+    solver = IKSolver.load(trained.model_uri)  # here, with TensorFlow installed
+    q_robot, raw_robot = np.load(tmp_path / "q.npy")
+    np.testing.assert_allclose(raw_robot, solver.predict(poses), atol=1e-6)
+    np.testing.assert_allclose(q_robot, solver.solve(poses).q, atol=1e-9)
+
+
+def _circle(solver, q_center, radius=0.06, steps=600):
+    """A circle of poses in the plane through FK(q_center), orientation held."""
+    center = fk(solver.robot, q_center[None])[0]
+    angle = np.linspace(0.0, 2 * np.pi, steps)
+    poses = np.repeat(center[None], steps, axis=0)
+    poses[:, 0, 3] += radius * (np.cos(angle) - 1.0)
+    poses[:, 1, 3] += radius * np.sin(angle)
+    return poses
+
+
+@pytest.mark.slow
+def test_solve_path_tracks_a_circle_on_one_branch(trained):
+    solver = IKSolver.load(trained.model_uri)
+    q_start = CENTER.copy()
+    poses = _circle(solver, q_start)
+    path = solver.solve_path(poses, q_start, max_joint_step=math.radians(2))
+    assert path.q.shape == (600, 6) and path.success.all()
+    assert path.position_error_m.max() <= 1e-5 and path.rotation_error_rad.max() <= math.radians(0.01)
+    assert path.worst_joint_step <= math.radians(2)
+    before = np.vstack([q_start, path.q[:-1]])
+    np.testing.assert_allclose(path.joint_step, joint_distance(path.q, before), atol=0)
+    # the circle closes: the last answer is the first pose's, on the same branch
+    assert joint_distance(path.q[-1:], path.q[:1])[0] < math.radians(0.1)
+    # a jump the path cannot make in one step is reported on that step, not hidden
+    jumpy = poses.copy()
+    jumpy[300:, 2, 3] += 0.05  # 5 cm up at step 300
+    path = solver.solve_path(jumpy, q_start, max_joint_step=math.radians(2))
+    assert path.success[:300].all() and not path.success[300]
+    assert path.joint_step[300] > math.radians(2)
+    with pytest.raises(ValueError, match=r"q_seed must have shape \(6,\)"):
+        solver.solve_path(poses, np.zeros(5))
+
+
+@pytest.mark.slow
+def test_pyfunc_seed_columns_pick_the_nearest_solution(trained):
+    model = mlflow.pyfunc.load_model(trained.model_uri)
+    solver = IKSolver.load(trained.model_uri)
+    rng = np.random.default_rng(3)
+    q_true, poses = _targets(3, seed=5)
+    others = np.array([_second_solution(solver.robot, q, p, rng) for q, p in zip(q_true, poses, strict=True)])
+    rows = _pose_rows(poses)
+    seeded = rows.copy()
+    for i in range(6):
+        seeded[f"seed_q{i}"] = others[:, i] + math.radians(2)
+    seeded.loc[2, [f"seed_q{i}" for i in range(6)]] = np.nan  # no seed for row 2
+    out = model.predict(seeded)
+    q = out[[f"q{i}" for i in range(6)]].to_numpy()
+    assert out["success"].all()
+    assert np.all(joint_distance(q[:2], others[:2]) < math.radians(0.1))
+    assert joint_distance(q[2:], q_true[2:])[0] < math.radians(1)  # unseeded: the network's branch
+    out = model.predict(seeded, params={"max_joint_step": math.radians(1)})
+    assert not out["success"][:2].any() and out["success"][2]  # 2 deg from their seeds
+    partial = seeded.drop(columns=["seed_q5"])
+    with pytest.raises(MlflowException, match="seed columns come as all of"):
+        model.predict(partial)
+    seeded.loc[1, "seed_q3"] = np.nan
+    with pytest.raises(MlflowException, match=r"rows \[1\].*some seed columns but not all six"):
+        model.predict(seeded)

@@ -14,6 +14,11 @@ from .regions import Region
 
 # Key of the MLflow model metadata entry that holds ModelMetadata.to_dict().
 MODEL_METADATA_KEY = "iklab"
+# The logged pyfunc's artifacts: the Keras network (MLflow's tensorflow flavor, for inspection
+# and retraining) and its numpy export (iklab.network), what the solver runs.
+NETWORK_ARTIFACT = "network"
+NUMPY_NETWORK_ARTIFACT = "numpy_network"
+NUMPY_NETWORK_FILE = "network.npz"  # the export's file name inside the model's artifacts/
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: Region holds numpy arrays

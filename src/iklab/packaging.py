@@ -1,5 +1,6 @@
-"""Logging a servable IK model: the pyfunc wrapper (`iklab.serving`), the Keras network as its
-artifact, the metadata robot code needs (`iklab.metadata`), pinned requirements and code.
+"""Logging a servable IK model: the pyfunc wrapper (`iklab.serving`), the Keras network and its
+numpy export (`iklab.network`) as its artifacts, the metadata robot code needs
+(`iklab.metadata`), pinned requirements and code.
 
 Beside the code that loads what it writes (`iklab.solver`, `iklab.serving`); training calls
 `log_ik_model` inside its MLflow run.
@@ -18,13 +19,15 @@ from collections.abc import Iterator
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema
 
 import iklab
 
 from .encodings import POSE_COLUMNS, encode_inputs
-from .metadata import MODEL_METADATA_KEY, ModelMetadata
-from .serving import DEFAULT_PARAMS, NETWORK_ARTIFACT, IKPyfuncModel
+from .metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
+from .network import NumpyNetwork, export_network
+from .serving import DEFAULT_PARAMS, SEED_COLUMNS, IKPyfuncModel
 from .solver import IKSolver
 
 # What loading the bare network needs (the pyfunc wrapper needs all of iklab's requirements).
@@ -43,14 +46,23 @@ def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, q
     entry = {MODEL_METADATA_KEY: metadata.to_dict()}
     features = encode_inputs(position, quat, metadata.input_encoding)
     pose_rows = pd.DataFrame(np.hstack([position, quat]), columns=POSE_COLUMNS)
+    exported = NumpyNetwork(*export_network(model))
     wrapper = IKPyfuncModel()
-    wrapper.solver = IKSolver(model, metadata)
+    wrapper.solver = IKSolver(exported, metadata)
     with warnings.catch_warnings():
         # MLflow's hint that integer inputs cannot be missing; the integer column here is the
         # output's `iterations`, which always has a value.
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
-        signature = infer_signature(pose_rows, wrapper.predict(None, pose_rows), params=DEFAULT_PARAMS)
+        inferred = infer_signature(pose_rows, wrapper.predict(None, pose_rows), params=DEFAULT_PARAMS)
+    # the pose columns, then the optional seeds (MLflow passes optional columns through when sent)
+    inputs = Schema(
+        [ColSpec("double", name) for name in POSE_COLUMNS]
+        + [ColSpec("double", name, required=False) for name in SEED_COLUMNS]
+    )
+    signature = ModelSignature(inputs, inferred.outputs, inferred.params)
     with tempfile.TemporaryDirectory() as tmp:
+        numpy_network = os.path.join(tmp, NUMPY_NETWORK_FILE)
+        exported.save(numpy_network)
         network = os.path.join(tmp, NETWORK_ARTIFACT)
         mlflow.tensorflow.save_model(
             model,
@@ -67,7 +79,7 @@ def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, q
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=wrapper_code,
-                artifacts={NETWORK_ARTIFACT: network},
+                artifacts={NETWORK_ARTIFACT: network, NUMPY_NETWORK_ARTIFACT: numpy_network},
                 signature=signature,
                 input_example=pose_rows,
                 pip_requirements=pip_requirements(),
@@ -95,10 +107,17 @@ def _quiet_mlflow() -> Iterator[None]:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
 
 
+# What serving the pyfunc adds to iklab's base (robot) requirements: MLflow's pyfunc and server
+# and the DataFrames it passes. No TensorFlow: the wrapper runs the numpy export.
+_SERVING_REQUIREMENTS = ("mlflow", "pandas")
+
+
 def pip_requirements(names: tuple[str, ...] | None = None) -> list[str]:
-    """Pinned from this environment (explicit lists skip MLflow's slow inference); default: iklab's own."""
+    """Pinned from this environment (explicit lists skip MLflow's slow inference); default: what
+    the pyfunc needs, iklab's base requirements and MLflow's serving stack."""
     if names is None:
-        return [r for r in importlib.metadata.requires("iklab") if "extra ==" not in r]
+        base = [r for r in importlib.metadata.requires("iklab") if "extra ==" not in r]
+        return base + pip_requirements(_SERVING_REQUIREMENTS)
     return [f"{name}=={importlib.metadata.version(name)}" for name in names]
 
 

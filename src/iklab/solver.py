@@ -9,8 +9,11 @@ Everything needed comes from the metadata logged with the model (robot DH
 table, region, encodings): no dataset or experiment file. Errors are always
 FK-verified.
 
-Robot side: imports numpy and iklab's core (kinematics, regions, encodings, refine) at
-module level; MLflow when a model is loaded, and TensorFlow only through the loaded network.
+Robot side: imports numpy, numba and iklab's core (kinematics, regions, encodings, refine,
+network) at module level, and MLflow when a model is loaded. Never TensorFlow: the network runs
+as its numpy export (`iklab.network`, logged beside the Keras model), so `pip install iklab`
+(the `robot` set, no TensorFlow) is enough to load and solve. Only a model logged before the
+export existed needs TensorFlow to load.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .encodings import decode_outputs, encode_inputs
-from .kinematics import matrix_to_quaternion, wrap_angle
-from .metadata import MODEL_METADATA_KEY, ModelMetadata
+from .encodings import decode_outputs, encode_pose_matrices
+from .kinematics import wrap_angle
+from .metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
+from .network import NumpyNetwork, export_network
 from .refine import RefineResult, row_list, validate_poses, verify
 from .refine import refine as refine_joints
 
@@ -38,42 +42,61 @@ class IKResult:
     iterations: np.ndarray  # (N,) refinement iterations (0 without refinement)
 
 
+@dataclass(frozen=True)
+class PathResult(IKResult):
+    """:meth:`IKSolver.solve_path`'s answer: one row per pose of the path, plus each step's jump."""
+
+    joint_step: np.ndarray  # (N,) largest joint change from the previous answer (the start for row 0), radians
+
+    @property
+    def worst_joint_step(self) -> float:
+        """The largest per-step joint jump along the path, radians."""
+        return float(self.joint_step.max(initial=0.0))
+
+
 class IKSolver:
     """A trained IK network plus the robot it was trained for."""
 
     def __init__(self, model: object, metadata: ModelMetadata | dict) -> None:
-        """``model``: a Keras network taking raw pose features; ``metadata``: what it was trained on."""
+        """``model``: a Keras network taking raw pose features, or its :class:`NumpyNetwork`
+        export; ``metadata``: what it was trained on. A Keras model is exported here, and the
+        export is what runs (same answers to float32 rounding, without Keras' per-call cost)."""
         if not isinstance(metadata, ModelMetadata):
             metadata = ModelMetadata.from_dict(metadata)
         self.metadata = metadata
         self.robot, self.region = metadata.robot, metadata.region
         self.input_encoding, self.output_encoding = metadata.input_encoding, metadata.output_encoding
-        self.model = model
+        self.network = model if isinstance(model, NumpyNetwork) else NumpyNetwork(*export_network(model))
 
     @classmethod
     def load(cls, uri: str, *, robot: str | None = None) -> IKSolver:
         """Load from an MLflow URI or a local model directory; ``robot`` checks the model's robot."""
-        import mlflow
-
-        source = str(Path(uri).resolve()) if Path(uri).exists() else uri
-        try:
-            info = mlflow.models.get_model_info(source)
-        except Exception as exc:  # MLflow raises several types for a bad URI
-            raise ValueError(f"cannot load an MLflow model from {uri!r}: {exc}") from None
-        raw = (info.metadata or {}).get(MODEL_METADATA_KEY)
+        local, spec = _model_files(uri)
+        raw = (spec.get("metadata") or {}).get(MODEL_METADATA_KEY)
         if raw is None:
             raise ValueError(f"{uri!r} has no iklab metadata: it was not logged by iklab.train")
         metadata = ModelMetadata.from_dict(raw)
         if robot is not None and metadata.robot.name != robot:
             raise ValueError(f"{uri!r} was trained for robot {metadata.robot.name!r}, not {robot!r}")
-        if "tensorflow" in info.flavors:  # the bare network (what iklab logged before the wrapper)
-            # compile=False: inference needs no loss, and a custom one (wrapped_angle_loss) would
-            # otherwise have to be importable by name
-            return cls(mlflow.tensorflow.load_model(source, keras_model_kwargs={"compile": False}), metadata)
-        wrapper = mlflow.pyfunc.load_model(source).unwrap_python_model()  # iklab.serving.IKPyfuncModel
-        if not isinstance(getattr(wrapper, "solver", None), cls):
+        if "tensorflow" in (spec.get("flavors") or {}):  # the bare Keras network (before the pyfunc wrapper)
+            return cls(_load_keras(str(local)), metadata)
+        # the pyfunc wrapper: its numpy export, read directly (no pyfunc, pandas or TensorFlow)
+        exported = local / "artifacts" / NUMPY_NETWORK_FILE
+        if exported.is_file():
+            solver = cls(NumpyNetwork.load(exported), metadata)
+        elif (local / "artifacts" / NETWORK_ARTIFACT).is_dir():  # logged before the export existed
+            solver = cls(_load_keras(str(local / "artifacts" / NETWORK_ARTIFACT)), metadata)
+        else:
             raise ValueError(f"{uri!r} is neither an iklab network nor iklab's pyfunc wrapper of one")
-        return wrapper.solver
+        solver.warm_up()
+        return solver
+
+    def warm_up(self) -> None:
+        """Compile the refinement kernels now (seconds once per machine, cached), not on the first
+        pose a control loop sends."""
+        pose = np.eye(4)[None]
+        self.solve(pose, q_seed=np.zeros(6))
+        self.solve(np.repeat(pose, 64, axis=0))
 
     def solve(
         self,
@@ -124,8 +147,60 @@ class IKSolver:
 
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
-        features = encode_inputs(poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3]), self.input_encoding)
-        return predict_joints(self.model, features, self.output_encoding)
+        features = encode_pose_matrices(poses, self.input_encoding)
+        return decode_outputs(self.network(features), self.output_encoding)
+
+    def solve_path(
+        self,
+        poses: object,
+        q_start: object,
+        *,
+        max_joint_step: float | None = None,
+        **options: object,
+    ) -> PathResult:
+        """Follow a sequence of poses ``(N, 4, 4)`` (a Cartesian line, a circle) from the joints
+        ``q_start`` ``(6,)``: each pose is solved seeded by the previous answer (the nearest
+        exact solution, :meth:`solve`), so the path stays on one branch. ``joint_step`` is each
+        step's largest joint change; with ``max_joint_step`` a larger jump makes that step not
+        a success (reported, never hidden). After a failed step the next is seeded from the
+        last successful answer. ``options``: :meth:`solve`'s refinement options."""
+        poses = validate_poses(as_pose_batch(poses))
+        previous = _seed_batch(q_start, 1)[0]
+        rows = []
+        for pose in poses:
+            step = self.solve(pose[None], q_seed=previous, max_joint_step=max_joint_step, **options)
+            rows.append(step)
+            if step.success[0]:
+                previous = step.q[0]
+        fields = {f: np.concatenate([getattr(r, f) for r in rows]) for f in IKResult.__dataclass_fields__}
+        q = fields["q"]
+        before = np.vstack([_seed_batch(q_start, 1), q[:-1]])
+        return PathResult(**fields, joint_step=joint_distance(q, before))
+
+
+def _model_files(uri: str) -> tuple[Path, dict]:
+    """A model's local directory (downloaded for an MLflow URI) and its parsed MLmodel file.
+    Read as YAML, not through ``mlflow.models.Model``, which imports pandas."""
+    import mlflow
+    import yaml
+
+    try:
+        local = Path(uri) if Path(uri).exists() else Path(mlflow.artifacts.download_artifacts(uri))
+        spec = yaml.safe_load((local / "MLmodel").read_text())
+    except Exception as exc:  # MLflow raises several types for a bad URI
+        raise ValueError(f"cannot load an MLflow model from {uri!r}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"cannot load an MLflow model from {uri!r}: its MLmodel file is not a mapping")
+    return local.resolve(), spec
+
+
+def _load_keras(source: str) -> object:
+    """A Keras network logged with MLflow's tensorflow flavor (needs TensorFlow)."""
+    import mlflow
+
+    # compile=False: inference needs no loss, and a custom one (wrapped_angle_loss) would
+    # otherwise have to be importable by name
+    return mlflow.tensorflow.load_model(source, keras_model_kwargs={"compile": False})
 
 
 _PREDICT_CHUNK = 65536
