@@ -105,6 +105,7 @@ ROBOT_SIDE = [
     "iklab.network",
     "iklab.refine",
     "iklab.refine_kernel",
+    "iklab.pose_kernel",
     "iklab.kinematics",
     "iklab.regions",
     "iklab.encodings",

@@ -228,3 +228,51 @@ def test_refine_answers_inside_limits_exactly_2pi_wide(jaco, rng):
     np.testing.assert_allclose(
         np.linalg.norm(check[:, :3, 3] - K.fk(jaco, q_true)[:, :3, 3], axis=1), result.position_error_m, atol=1e-12
     )
+
+
+# --- the compiled kernels against the numpy reference ---------------------------------
+
+
+@pytest.mark.parametrize("name", ["jaco", "puma560", "ur5"])
+def test_kernels_fk_jacobian_and_pose_error_match_numpy(name, rng):
+    """refine_kernel's one-row FK, Jacobian and pose error against iklab.kinematics (itself
+    tested against roboticstoolbox) and rotation_log, with a base and tool, angles past pi."""
+    from iklab import refine_kernel as RK
+
+    robot = K.load_robot(name)
+    base, tool = np.eye(4), np.eye(4)
+    base[:3, :3], base[:3, 3] = K.rpy_to_matrix(np.array([[0.3, -0.2, 1.0]]))[0], [0.1, -0.2, 0.3]
+    tool[:3, :3], tool[:3, 3] = K.rpy_to_matrix(np.array([[-0.5, 0.4, 0.2]]))[0], [0.01, 0.02, 0.15]
+    robot = K.Robot.from_dict({**robot.to_dict(), "base": base.tolist(), "tool": tool.tolist()})
+    arrays = RK.robot_arrays(robot)
+    q = rng.uniform(-2 * math.pi, 2 * math.pi, size=(200, 6))
+    rotation, position, jac = K.fk_and_jacobian(robot, q)
+    targets = K.fk(robot, rng.uniform(-math.pi, math.pi, size=(200, 6)))
+    # targets within 1e-9 rad of a half turn away exercise the log map's wide-angle branch
+    axes = rng.normal(size=(20, 3))
+    flips = rodrigues((math.pi - 1e-9) * axes / np.linalg.norm(axes, axis=1, keepdims=True))
+    targets[:20, :3, :3] = flips @ rotation[:20]
+    r, p, j, error = np.empty((3, 3)), np.empty(3), np.empty((6, 6)), np.empty(6)
+    for n in range(len(q)):
+        RK._fk_jacobian_row(*arrays, q[n], r, p, j)
+        np.testing.assert_allclose(r, rotation[n], atol=1e-12)
+        np.testing.assert_allclose(p, position[n], atol=1e-12)
+        np.testing.assert_allclose(j, jac[n], atol=1e-12)
+        RK._fk_row(*arrays, q[n], r, p)
+        np.testing.assert_allclose(r, rotation[n], atol=1e-12)
+        np.testing.assert_allclose(p, position[n], atol=1e-12)
+        RK._pose_error_row(rotation[n], position[n], targets[n, :3, :3], targets[n, :3, 3], error)
+        expected = rotation_log(targets[n : n + 1, :3, :3] @ rotation[n].T)[0]
+        np.testing.assert_allclose(error[3:], expected, atol=1e-9)
+        np.testing.assert_allclose(error[:3], targets[n, :3, 3] - position[n], atol=1e-15)
+
+
+def test_the_damped_step_solves_the_normal_equations(rng):
+    from iklab.refine_kernel import _damped_step_row
+
+    for mu in (1e-12, 1e-6, 1.0):
+        jac, error = rng.normal(size=(6, 6)), rng.normal(size=6)
+        step, scratch = np.empty(6), np.empty((6, 6))
+        _damped_step_row(jac, error, mu, step, scratch)
+        expected = jac.T @ np.linalg.solve(jac @ jac.T + mu * np.eye(6), error)
+        np.testing.assert_allclose(step, expected, rtol=1e-8, atol=1e-10)

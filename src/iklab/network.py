@@ -986,10 +986,10 @@ def _act_step(act: str, param: float | None, own: bool) -> Step:
     if act == "xerfc":  # v erfc(v): exact gelu between two folded scales
 
         def xerfc(x: np.ndarray, r: list) -> np.ndarray:
-            flat = np.ascontiguousarray(x).reshape(-1)
-            y = np.empty_like(flat)
-            (_xerfc_parallel if flat.size >= _PARALLEL_VALUES else _xerfc_serial)(flat, y)
-            return y.reshape(x.shape)
+            x = np.ascontiguousarray(x)
+            y = np.empty_like(x)
+            (_xerfc_parallel if x.size >= _PARALLEL_VALUES else _xerfc_serial)(x.reshape(-1), y.reshape(-1))
+            return y
 
         return xerfc
     if act == "gelu_tanh":  # x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), times 0.5 folded after
@@ -1032,13 +1032,24 @@ def _add_step(others: list[int], own: bool) -> Step:
 _PARALLEL_VALUES = 65536
 
 
-def _xerfc_impl(x, out):  # noqa: ANN001, ANN202 (numba infers the types)
-    for i in prange(x.size):
+@njit(cache=True)
+def _xerfc(x, out, start, stop):  # noqa: ANN001, ANN202 (numba infers the types)
+    for i in range(start, stop):
         v = float(x[i])
         # erfc(v) underflows to subnormal floats past v = 9.2 (TensorFlow flushes them to zero);
         # a subnormal fed to the next product is slow, and erfc(9) * v is as good as zero
         out[i] = v * math.erfc(min(v, 9.0))
 
 
-_xerfc_serial = njit(cache=True)(_xerfc_impl)
-_xerfc_parallel = njit(cache=True, parallel=True)(_xerfc_impl)
+# Two kernels, not one function compiled twice: numba's cache keys a function by its name and
+# line, not by `parallel`, so one compiled twice would load the other's machine code.
+@njit(cache=True)
+def _xerfc_serial(x, out):  # noqa: ANN001, ANN202
+    _xerfc(x, out, 0, x.size)
+
+
+@njit(cache=True, parallel=True)
+def _xerfc_parallel(x, out):  # noqa: ANN001, ANN202
+    blocks = 64
+    for block in prange(blocks):
+        _xerfc(x, out, block * x.size // blocks, (block + 1) * x.size // blocks)

@@ -248,12 +248,17 @@ def _check_inputs(
             f"q0 has {q.shape[0]} rows but target_poses has {poses.shape[0]}; "
             "give one target pose per starting configuration"
         )
+    check_options(max_iterations, tolerance_m, tolerance_rad, damping)
+    return q, poses[:, :3, :3].copy(), poses[:, :3, 3].copy()
+
+
+def check_options(max_iterations: int, tolerance_m: float, tolerance_rad: float, damping: float = 1e-3) -> None:
+    """ValueError naming the first bad refinement option."""
     if not (isinstance(max_iterations, (int, np.integer)) and max_iterations >= 0):
         raise ValueError(f"max_iterations must be an integer >= 0, got {max_iterations!r}")
     for name, value in (("tolerance_m", tolerance_m), ("tolerance_rad", tolerance_rad), ("damping", damping)):
-        if not (np.isfinite(value) and value > 0):
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return q, poses[:, :3, :3].copy(), poses[:, :3, 3].copy()
 
 
 def validate_poses(target_poses: object) -> np.ndarray:

@@ -28,8 +28,7 @@ from .encodings import decode_outputs, encode_pose_matrices
 from .kinematics import wrap_angle
 from .metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
 from .network import NumpyNetwork, export_network
-from .refine import RefineResult, row_list, validate_poses, verify
-from .refine import refine as refine_joints
+from .refine import JointLimits, RefineResult, check_options, refine_checked, row_list, validate_poses, verify_checked
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,7 @@ class IKSolver:
         self.robot, self.region = metadata.robot, metadata.region
         self.input_encoding, self.output_encoding = metadata.input_encoding, metadata.output_encoding
         self.network = model if isinstance(model, NumpyNetwork) else NumpyNetwork(*export_network(model))
+        self._limits = JointLimits.of(self.robot.qlim[0], self.robot.qlim[1])
 
     @classmethod
     def load(cls, uri: str, *, robot: str | None = None) -> IKSolver:
@@ -114,25 +114,32 @@ class IKSolver:
         returned joints; ``success`` within both tolerances.
 
         ``q_seed`` ``(N, 6)`` or ``(6,)`` radians (e.g. the robot's current joints): refine from
-        the network's answer and from the seed, and return the exact solution nearer the seed
-        (largest joint difference, wrapped). ``max_joint_step`` (radians, needs a seed): a row
-        whose answer is farther than this from its seed is not a success (a continuity break
-        is reported, never hidden).
+        the seed, and where that does not land within 0.1 rad of it from the network's answer
+        too; return the exact solution nearer the seed (largest joint difference, wrapped).
+        ``max_joint_step`` (radians, needs a seed): a row whose answer is farther than this from
+        its seed is not a success (a continuity break is reported, never hidden).
         """
         poses = validate_poses(as_pose_batch(poses))
         seed = _seed_batch(q_seed, len(poses))
         if max_joint_step is not None and (seed is None or not max_joint_step > 0):
             raise ValueError("max_joint_step needs q_seed and a value > 0 (radians)")
-        starts = [self.predict(poses)] + ([] if seed is None else [seed])
-        options = {"tolerance_m": tolerance_m, "tolerance_rad": tolerance_rad}
-        limits = {"lower": self.robot.qlim[0], "upper": self.robot.qlim[1]}
-        if refine:
+        check_options(max_iterations, tolerance_m, tolerance_rad)
+        # checked above: from here on the compiled paths, without per-call checks (small batches)
+        target_r, target_p = np.ascontiguousarray(poses[:, :3, :3]), np.ascontiguousarray(poses[:, :3, 3])
+        tolerances = (tolerance_m, tolerance_rad)
+        if not refine:
+            starts = [self.predict(poses)] + ([] if seed is None else [seed])
             candidates = [
-                refine_joints(self.robot, q, poses, max_iterations=max_iterations, **limits, **options) for q in starts
+                verify_checked(self.robot, np.ascontiguousarray(q), target_r, target_p, self._limits, *tolerances)
+                for q in starts
             ]
+            out = candidates[0] if seed is None else _nearest_exact(candidates, seed)
+        elif seed is None:
+            out = refine_checked(
+                self.robot, self.predict(poses), target_r, target_p, self._limits, max_iterations, *tolerances
+            )
         else:
-            candidates = [verify(self.robot, q, poses[:, :3, :3], poses[:, :3, 3], **options, **limits) for q in starts]
-        out = candidates[0] if seed is None else _nearest_exact(candidates, seed)
+            out = self._refine_seeded(poses, seed, target_r, target_p, max_iterations, tolerances)
         success = out.success
         if max_joint_step is not None:
             success = success & (joint_distance(out.q, seed) <= max_joint_step)
@@ -144,6 +151,38 @@ class IKSolver:
             self.region.contains(out.q),
             out.iterations,
         )
+
+    def _refine_seeded(
+        self,
+        poses: np.ndarray,
+        seed: np.ndarray,
+        target_r: np.ndarray,
+        target_p: np.ndarray,
+        max_iterations: int,
+        tolerances: tuple[float, float],
+    ) -> RefineResult:
+        """Refine from the seed; where that settles on an exact solution within
+        ``SEED_SETTLED_RAD`` of the seed, that is the nearest one. Elsewhere also refine from
+        the network's answer and keep the nearer exact one.
+
+        Why the shortcut is safe: two exact solutions both within 0.1 rad (every joint) of one
+        seed would be within 0.2 rad of each other, and a 6R arm's distinct IK branches lie far
+        farther apart except at a singularity, where "nearest" has no stable answer anyway. It
+        is what makes a control loop's seeded call cheap: no network pass."""
+        options = (self._limits, max_iterations, *tolerances)
+        from_seed = refine_checked(self.robot, seed, target_r, target_p, *options)
+        settled = from_seed.success & (joint_distance(from_seed.q, seed) <= SEED_SETTLED_RAD)
+        if settled.all():
+            return from_seed
+        rows = np.flatnonzero(~settled)
+        from_network = refine_checked(self.robot, self.predict(poses[rows]), target_r[rows], target_p[rows], *options)
+        nearest = _nearest_exact([from_network, _rows_of(from_seed, rows)], seed[rows])
+        fields = {}
+        for name in RefineResult.__dataclass_fields__:
+            merged = getattr(from_seed, name).copy()
+            merged[rows] = getattr(nearest, name)
+            fields[name] = merged
+        return RefineResult(**fields)
 
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
@@ -204,6 +243,9 @@ def _load_keras(source: str) -> object:
 
 
 _PREDICT_CHUNK = 65536
+# A seeded row whose refinement from the seed lands an exact solution this close to the seed
+# (largest joint difference) needs no network pass (IKSolver._refine_seeded says why).
+SEED_SETTLED_RAD = 0.1
 
 
 def predict_joints(model: object, features: np.ndarray, output_encoding: str) -> np.ndarray:
@@ -249,6 +291,10 @@ def _seed_batch(q_seed: object, n: int) -> np.ndarray | None:
     if bad.size:
         raise ValueError(f"q_seed has NaN or infinite values in rows {row_list(bad)}")
     return seed
+
+
+def _rows_of(result: RefineResult, rows: np.ndarray) -> RefineResult:
+    return RefineResult(**{name: getattr(result, name)[rows] for name in RefineResult.__dataclass_fields__})
 
 
 def _nearest_exact(candidates: list[RefineResult], seed: np.ndarray) -> RefineResult:
