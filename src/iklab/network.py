@@ -52,6 +52,10 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from .refine_kernel import quiet_threads
+
+quiet_threads()
+
 FORMAT = "iklab.network"
 FORMAT_VERSION = 1
 OPS_KEY = "__ops__"  # the npz entry holding the ops as JSON; weight keys always contain a "/"

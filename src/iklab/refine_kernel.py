@@ -19,6 +19,7 @@ numba compiles on first use (a few seconds; cached beside this file where it is 
 from __future__ import annotations
 
 import math
+import os
 import weakref
 
 import numba
@@ -29,6 +30,19 @@ from .kinematics import Robot
 
 # A batch this large runs on all cores; below it, one thread (measured: bench/bench_refine.py).
 PARALLEL_ROWS = 64
+
+
+def quiet_threads() -> None:
+    """numba's thread pool without spinning: the default here (OpenMP) keeps its workers
+    spinning after a parallel loop, fighting OpenBLAS's (the network's matrix products) for the
+    cores; a 100-pose solve took 8 ms instead of 1 ms on 2 cores. The workqueue layer sleeps.
+    Only where the user has not chosen a layer (NUMBA_THREADING_LAYER); takes effect before
+    numba's first parallel loop in the process."""
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+quiet_threads()
 
 _TWO_PI = 2.0 * math.pi
 
