@@ -251,3 +251,55 @@ def test_bad_search_files(tmp_path):
         trial_run_name(7, experiment_from_dict({**BASE, "model": {"depth": 4, "width": 256, "batch_norm": "before"}}))
         == "t007 mlp 4x256 relu bn-before"
     )
+
+
+def test_workers_opening_a_study_together_draw_different_configurations(tmp_path):
+    """Two workers open the study at the same moment (same stored trial count) and alternate
+    trials: each trial's draws are seeded by its number, so no configuration repeats; one
+    worker alone is reproducible."""
+    from iklab.study import sample_params
+
+    space = {
+        "model.width": {"choices": [8, 16, 32, 64]},
+        "optimizer.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+    }
+    config = load_search(write_search(tmp_path, space, {"name": "together"}))
+    workers = [make_study(config), make_study(config)]
+    drawn = []
+    for i in range(12):
+        trial = workers[i % 2].ask()
+        drawn.append(tuple(sorted(sample_params(trial, space).items())))
+    assert len(set(drawn)) == len(drawn), drawn
+    again = load_search(write_search(tmp_path, space, {"name": "alone", "storage": f"sqlite:///{tmp_path}/b.db"}))
+    replay = [tuple(sorted(sample_params(make_study(again).ask(), space).items())) for _ in range(3)]
+    assert replay == drawn[:3]  # same seed, same trial numbers: the same draws
+
+
+def test_a_trial_names_its_mlflow_run_before_training(mlflow_store, tmp_path, monkeypatch):
+    """The run id reaches the trial when the run starts: a worker that dies mid-training leaves
+    a trial that links to its run."""
+    import iklab.study as study_module
+
+    def crashing_train(*args, on_run_start=None, **kwargs):
+        on_run_start("run-that-was-started")
+        raise RuntimeError("the process dies here")
+
+    monkeypatch.setattr(study_module, "train", crashing_train)
+    config = load_search(write_search(tmp_path, {"model.width": {"choices": [8]}}, {"n_trials": 1, "finalize": False}))
+    run_search(config)
+    (trial,) = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["mlflow_run_id"] == "run-that-was-started"
+
+
+@pytest.mark.slow
+def test_a_finished_study_reruns_as_a_no_op(mlflow_store, tmp_path, capsys):
+    path = write_search(tmp_path, {"model.width": {"choices": [16]}}, {"name": "done", "n_trials": 1})
+    first = run_search(load_search(path))
+    assert first.champion["new_version"] == 1
+    from iklab.search import main
+
+    assert main(["--experiment", str(path)]) == 0
+    assert "already has 1 of its 1 trials and its champion decision" in capsys.readouterr().out
+    trials = optuna.load_study(study_name="done", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert len(trials) == 1
+    assert [int(v.version) for v in mlflow_store.search_model_versions("name = 'ik-jaco'")] == [1]

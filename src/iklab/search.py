@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
         print(f"iklab.search: stopped ({exc or 'interrupted'}); its MLflow runs are marked KILLED", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    if result.note:
+        print(result.note)
+        return 0 if result.best_trial is not None else 1
     c = result.counts
     print(
         f"study {result.study_name}: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed "

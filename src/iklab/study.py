@@ -39,6 +39,7 @@ class StudyResult:
     best_params: dict = field(default_factory=dict)
     champion: dict = field(default_factory=dict)  # see finalize
     wall_seconds: float = 0.0
+    note: str = ""  # e.g. why nothing ran
 
 
 @contextlib.contextmanager
@@ -219,8 +220,9 @@ def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.
             tags=tags,
             extra_callbacks=(pruner,),
             log_model=False,
+            # linked before training: a worker killed mid-trial leaves a trial that names its run
+            on_run_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
         )
-        trial.set_user_attr("mlflow_run_id", result.run_id)
         mlflow.MlflowClient().log_param(result.run_id, "trial_number", trial.number)
         if result.status == "pruned":
             trial.set_user_attr("prune_reason", result.reason)
@@ -263,6 +265,16 @@ def trial_counts(study: optuna.Study) -> dict:
     }
 
 
+# Study attribute set once the best configuration was retrained and handed to the registry.
+FINALIZED_KEY = "finalized"
+
+
+def _set_best(result: StudyResult, study: optuna.Study) -> None:
+    if result.counts["complete"]:
+        best = study.best_trial
+        result.best_trial, result.best_value, result.best_params = best.number, best.value, best.params
+
+
 def run_search(config: SearchConfig, study: optuna.Study | None = None) -> StudyResult:
     """Run (or resume) the study under one parent MLflow run; finalize if configured.
 
@@ -270,22 +282,39 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
     """
     started = time.perf_counter()
     study = study or make_study(config)
+    counts = trial_counts(study)
+    finished = counts["complete"] + counts["pruned"] >= config.study.n_trials
+    finalized = study.user_attrs.get(FINALIZED_KEY)
+    if finished and (finalized or not config.study.finalize):
+        # a rerun of a finished study: no trial, no run, no second model version
+        result = StudyResult(config.study.name, finalized["parent_run_id"] if finalized else "", counts)
+        _set_best(result, study)
+        result.note = (
+            f"study {config.study.name} already has {counts['complete'] + counts['pruned']} of its "
+            f"{config.study.n_trials} trials"
+            + (f" and its champion decision ({finalized['summary_line']})" if finalized else "")
+            + ": nothing to run"
+        )
+        result.wall_seconds = time.perf_counter() - started
+        return result
     with parent_run(config) as parent:
-        stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        study.optimize(
-            objective_for(config, parent.info.run_id),
-            n_trials=config.study.n_trials,
-            timeout=config.study.timeout_minutes * 60,
-            callbacks=[stop, progress_line(started)],
-            gc_after_trial=True,
-            catch=(Exception,),
-        )  # a crashing trial is a failed trial
+        if not finished:
+            stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            study.optimize(
+                objective_for(config, parent.info.run_id),
+                n_trials=config.study.n_trials,
+                timeout=config.study.timeout_minutes * 60,
+                callbacks=[stop, progress_line(started)],
+                gc_after_trial=True,
+                catch=(Exception,),
+            )  # a crashing trial is a failed trial
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
-        if result.counts["complete"]:
-            best = study.best_trial
-            result.best_trial, result.best_value, result.best_params = best.number, best.value, best.params
-            if config.study.finalize:
-                result.champion = finalize(config, study, parent.info.run_id)
+        _set_best(result, study)
+        if result.best_trial is not None and config.study.finalize:
+            result.champion = finalize(config, study, parent.info.run_id)
+            study.set_user_attr(
+                FINALIZED_KEY, {"parent_run_id": parent.info.run_id, "summary_line": result.champion["summary_line"]}
+            )
         result.wall_seconds = time.perf_counter() - started
         log_study_artifacts(config, study, result)
     return result

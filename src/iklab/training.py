@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
@@ -180,11 +181,13 @@ def train(
     tags: dict[str, str] | None = None,
     extra_callbacks: tuple[StoppingCallback, ...] = (),
     log_model: bool | None = None,
+    on_run_start: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train, diagnose, evaluate and log one experiment; never raises for a diverged run.
 
     ``extra_callbacks`` run last each epoch, when ``logs`` holds every metric of the epoch;
-    one that requests a stop ends the run as "pruned".
+    one that requests a stop ends the run as "pruned". ``on_run_start`` gets the MLflow run's
+    id as soon as the run exists, before any training (the search links its trial to it).
     """
     dataset = load_dataset(ensure_dataset(config.data))
     arrays = prepare_arrays(config, dataset)
@@ -197,6 +200,8 @@ def train(
         parent_run_id=parent_run_id,
         tags=tags,
     ) as run:
+        if on_run_start is not None:
+            on_run_start(run.info.run_id)
         logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
         epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs)
         # Keras calls these in order each epoch, all with the same `logs` dict:
