@@ -1,4 +1,7 @@
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +82,43 @@ def test_custom_region_config(jaco):
     with pytest.raises(ValueError, match="need data.region: custom"):
         D.config_region(DataConfig(lower=(0,) * 6), jaco)
     assert D.config_region(DataConfig(region="full"), jaco).name == region_preset(jaco, "full").name
+
+
+_ENSURE_SCRIPT = """
+import os, sys
+import iklab.data as D
+from iklab.config import DataConfig
+
+original = D.generate
+
+def generate(*args, **kwargs):
+    open(f"generated-by-{os.getpid()}", "w").close()
+    return original(*args, **kwargs)
+
+D.generate = generate
+path = D.ensure_dataset(DataConfig(rows=20000, seed=3), progress=False)
+D.load_dataset(path)  # complete and verified (sha256)
+print(path)
+"""
+
+
+@pytest.mark.slow
+def test_workers_started_together_on_a_missing_dataset_generate_it_once(tmp_path):
+    (tmp_path / "ensure.py").write_text(_ENSURE_SCRIPT)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "ensure.py"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+    assert len(list(tmp_path.glob("generated-by-*"))) == 1, outputs
+    assert {out.strip().splitlines()[-1] for out in outputs} == {"data/jaco-working-20000-s3"}
+    assert not list((tmp_path / "data").glob(".jaco-working-20000-s3.tmp-*"))

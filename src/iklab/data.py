@@ -6,8 +6,11 @@ and to read its Parquet parts); encodings live in `iklab.encodings`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,14 +89,34 @@ def dataset_path(cfg: DataConfig) -> Path:
     return Path("data") / f"{cfg.robot}-{region}-{cfg.rows}-s{cfg.seed}"
 
 
+@contextlib.contextmanager
+def _generation_lock(path: Path) -> Iterator[None]:
+    """One process at a time generates ``path``: several search workers started together on a
+    missing dataset write it once (the others wait, then read it). An exclusive ``flock`` on a
+    hidden file beside it; the kernel releases it if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is generating {path} ...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
     """The dataset for ``cfg``, generated (with its ambiguity measured) if missing."""
     path = dataset_path(cfg)
     robot = load_robot(cfg.robot)
     region = config_region(cfg, robot)
     if not path.exists():
-        ambiguity = measure_ambiguity(robot, region, **_AUTO_AMBIGUITY).to_dict()
-        generate(robot, region, cfg.rows, cfg.seed, path, ambiguity=ambiguity, progress=progress)
+        with _generation_lock(path):
+            if not path.exists():  # another worker may have written it while this one waited
+                ambiguity = measure_ambiguity(robot, region, **_AUTO_AMBIGUITY).to_dict()
+                generate(robot, region, cfg.rows, cfg.seed, path, ambiguity=ambiguity, progress=progress)
     card = read_card(path)
     expected = {"robot": cfg.robot, "region": region.name, "n": cfg.rows, "seed": cfg.seed}
     found = {"robot": card["robot"]["name"], "region": card["region"]["name"], "n": card["n"], "seed": card["seed"]}
