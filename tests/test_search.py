@@ -193,18 +193,27 @@ def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_
             trials = optuna.load_study(study_name="resumable", storage=storage).trials
         except KeyError:
             trials = []
-        if any(t.state == TrialState.COMPLETE for t in trials) and trials[-1].state == TrialState.RUNNING:
-            break
+        running = trials and trials[-1].state == TrialState.RUNNING
+        if any(t.state == TrialState.COMPLETE for t in trials) and running and "mlflow_run_id" in trials[-1].user_attrs:
+            break  # its MLflow run exists: training has begun
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
-    time.sleep(5)  # > grace period (2 x heartbeat of 2 s): the lost trial is now stale
+    # rerun at once, within the grace period (2 x heartbeat of 2 s): the lost trial is not stale
+    # yet; the rerun waits for it at its end instead of leaving it RUNNING
     result = run_search(load_search(path))
     trials = optuna.load_study(study_name="resumable", storage=storage).trials
     states = [t.state for t in trials]
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 3
     assert TrialState.RUNNING not in states
     assert result.counts == {"complete": 3, "pruned": 0, "failed": 1, "running": 0}
+    # and the MLflow runs of the killed worker (its trial's run, its parent run) are FAILED, with why
+    (lost,) = [t for t in trials if t.state == TrialState.FAIL]
+    for key in ("mlflow_run_id", "mlflow_parent_run_id"):
+        run = mlflow_store.get_run(lost.user_attrs[key])
+        assert run.info.status == "FAILED" and "stopped sending heartbeats" in run.data.tags["failure_reason"]
+    parents = {t.user_attrs["mlflow_parent_run_id"] for t in trials}
+    assert len(parents) == 2 and result.parent_run_id in parents
 
 
 @pytest.mark.slow

@@ -96,7 +96,10 @@ def make_study(config: SearchConfig) -> optuna.Study:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = RDBStorage(
-                s.storage, heartbeat_interval=s.heartbeat_seconds, grace_period=2 * s.heartbeat_seconds
+                s.storage,
+                heartbeat_interval=s.heartbeat_seconds,
+                grace_period=2 * s.heartbeat_seconds,
+                heartbeat_stale_trial_callback=fail_lost_runs,
             )
     except (SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, an unreachable database
         reason = str(exc).splitlines()[0]
@@ -113,6 +116,30 @@ def make_study(config: SearchConfig) -> optuna.Study:
     )
     study.sampler = TrialSeededTPESampler(seed=s.seed)
     return study
+
+
+def fail_lost_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna calls this, in whichever worker notices, when a trial's heartbeat stopped (its
+    worker crashed or was killed) and the trial was marked FAIL: the trial's MLflow run and the
+    dead worker's parent run, if still RUNNING, become FAILED with the reason, at the same
+    moment. A tracking server that cannot be reached is not the study's problem: skipped."""
+    import mlflow  # loaded by then: only workers that train notice stale trials
+
+    reason = (
+        f"worker lost: trial {trial.number} stopped sending heartbeats (crash or kill); "
+        f"marked failed by process {os.getpid()}"
+    )
+    client = mlflow.MlflowClient()
+    for key in ("mlflow_run_id", "mlflow_parent_run_id"):
+        run_id = trial.user_attrs.get(key)
+        if not run_id:
+            continue
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_tag(run_id, "failure_reason", reason)
+                client.set_terminated(run_id, "FAILED")
+        except Exception:  # MLflow raises several types; a tracking error must not break the study
+            continue
 
 
 class TrialSeededTPESampler(optuna.samplers.TPESampler):

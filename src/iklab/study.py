@@ -8,8 +8,10 @@ summary.md). Its command line is `python -m iklab.search`.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -208,6 +210,7 @@ class PruneCallback(StoppingCallback):
 def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         raise_if_terminated()  # a signal between two trials
+        trial.set_user_attr("mlflow_parent_run_id", parent_run_id)  # for fail_lost_runs
         params = sample_params(trial, config.space)
         experiment = base_experiment(config, params)
         trial.set_user_attr("family", experiment.model.family)
@@ -265,6 +268,37 @@ def trial_counts(study: optuna.Study) -> dict:
     }
 
 
+def settle_lost_trials(study: optuna.Study, heartbeat_seconds: int, started: datetime.datetime) -> None:
+    """At the end of a worker's run, trials still RUNNING that began before it (a worker
+    killed just before this one started) get the heartbeat grace period to go stale, then are
+    failed (with their MLflow runs, `fail_lost_runs`). Trials of live workers started since
+    are theirs to finish: not waited for."""
+
+    def suspects() -> list[int]:
+        return [
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.datetime_start is not None and t.datetime_start < started
+        ]
+
+    waiting = suspects()
+    if not waiting:
+        return
+    grace = 2 * heartbeat_seconds
+    print(
+        f"trials {waiting} began before this worker and are still RUNNING: waiting up to {grace + heartbeat_seconds} s "
+        "for their heartbeats to go stale",
+        flush=True,
+    )
+    deadline = time.monotonic() + grace + heartbeat_seconds
+    while waiting and time.monotonic() < deadline:
+        time.sleep(min(heartbeat_seconds, max(0.0, deadline - time.monotonic())))
+        with warnings.catch_warnings():  # "experimental" in Optuna 5, like the heartbeats it reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        waiting = suspects()
+
+
 # Study attribute set once the best configuration was retrained and handed to the registry.
 FINALIZED_KEY = "finalized"
 
@@ -280,7 +314,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
 
     ``study``: the config's study if already opened (`make_study`), else opened here.
     """
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), datetime.datetime.now()
     study = study or make_study(config)
     counts = trial_counts(study)
     finished = counts["complete"] + counts["pruned"] >= config.study.n_trials
@@ -308,6 +342,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                 gc_after_trial=True,
                 catch=(Exception,),
             )  # a crashing trial is a failed trial
+            settle_lost_trials(study, config.study.heartbeat_seconds, started_wall)
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
         _set_best(result, study)
         if result.best_trial is not None and config.study.finalize:
