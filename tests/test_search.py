@@ -312,3 +312,34 @@ def test_a_finished_study_reruns_as_a_no_op(mlflow_store, tmp_path, capsys):
     trials = optuna.load_study(study_name="done", storage=f"sqlite:///{tmp_path}/optuna.db").trials
     assert len(trials) == 1
     assert [int(v.version) for v in mlflow_store.search_model_versions("name = 'ik-jaco'")] == [1]
+
+
+@pytest.mark.slow
+def test_two_finalizing_workers_register_one_champion(mlflow_store, tmp_path):
+    """Both workers may finalize; the claim (a companion study created atomically) lets one."""
+    path = write_search(tmp_path, {"model.width": {"choices": [8, 16]}}, {"name": "both-finalize", "n_trials": 2})
+    make_study(load_search(path))
+    workers = [_worker(path), _worker(path)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    versions = mlflow_store.search_model_versions("name = 'ik-jaco'")
+    assert len(versions) == 1, outputs
+    # the other one lost the claim, or (started late) found the study finished and finalized
+    assert sum("not finalized here: another worker" in out or "nothing to run" in out for out in outputs) == 1
+    study = optuna.load_study(study_name="both-finalize", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert study.user_attrs["finalized"]["summary_line"].startswith("ik-jaco v1")
+    # a third worker, later, finds the study finished and finalized: nothing to run
+    late = _worker(path)
+    out = late.communicate(timeout=300)[0]
+    assert late.returncode == 0 and "nothing to run" in out, out
+    assert len(mlflow_store.search_model_versions("name = 'ik-jaco'")) == 1
+
+
+def test_a_held_claim_is_reported_not_taken(mlflow_store, tmp_path):
+    from iklab.study import claim_finalize
+
+    config = load_search(write_search(tmp_path, {"model.width": {"choices": [8]}}, {"name": "claimed"}))
+    study = make_study(config)
+    assert claim_finalize(study) is None  # ours
+    holder = claim_finalize(make_study(config))  # a second worker
+    assert f"process {os.getpid()}" in holder and "'claimed:finalize'" in holder

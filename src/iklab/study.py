@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -299,6 +301,29 @@ def settle_lost_trials(study: optuna.Study, heartbeat_seconds: int, started: dat
         waiting = suspects()
 
 
+def claim_finalize(study: optuna.Study) -> str | None:
+    """Claim the study's end (retrain, register, move the alias) for this process: None if it
+    is ours, else who holds it. The claim is a companion study named ``<study>:finalize``:
+    creating a study is atomic in the storage (a unique name), so of several workers that
+    reach the end together exactly one wins, on SQLite or PostgreSQL alike."""
+    name = f"{study.study_name}:finalize"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "at": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        claim = optuna.create_study(study_name=name, storage=study._storage, load_if_exists=False)
+    except optuna.exceptions.DuplicatedStudyError:
+        holder = optuna.load_study(study_name=name, storage=study._storage).user_attrs
+        if study.user_attrs.get(FINALIZED_KEY):
+            return "another worker finalized this study"
+        return (
+            f"another worker (process {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+            f"{holder.get('at', '?')}) is finalizing this study; if it died, delete the study {name!r} "
+            "(optuna delete-study) and rerun with finalize=true"
+        )
+    for key, value in me.items():
+        claim.set_user_attr(key, value)
+    return None
+
+
 # Study attribute set once the best configuration was retrained and handed to the registry.
 FINALIZED_KEY = "finalized"
 
@@ -346,10 +371,15 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
         _set_best(result, study)
         if result.best_trial is not None and config.study.finalize:
-            result.champion = finalize(config, study, parent.info.run_id)
-            study.set_user_attr(
-                FINALIZED_KEY, {"parent_run_id": parent.info.run_id, "summary_line": result.champion["summary_line"]}
-            )
+            holder = claim_finalize(study)
+            if holder is None:
+                result.champion = finalize(config, study, parent.info.run_id)
+                study.set_user_attr(
+                    FINALIZED_KEY,
+                    {"parent_run_id": parent.info.run_id, "summary_line": result.champion["summary_line"]},
+                )
+            else:
+                result.champion = {"promoted": False, "summary_line": f"not finalized here: {holder}"}
         result.wall_seconds = time.perf_counter() - started
         log_study_artifacts(config, study, result)
     return result
