@@ -14,14 +14,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv lint format test test-fast bench generate search cases ui serve clean
+.PHONY: venv lint format test test-fast bench generate search cases ui serve clean postgresql services workers services-down
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,test]'
+	$(BIN)/python -m pip install --quiet -e '.[train,test,postgres]'
 	touch $(STAMP)
 
 # ruff: lint rules and formatting (pyproject.toml [tool.ruff]); `make format` rewrites in place.
@@ -33,7 +33,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv
+test: venv postgresql
 	$(BIN)/python -m pytest
 
 test-fast: venv
@@ -71,6 +71,25 @@ serve: venv
 # The default dataset of the README's example (about 10 s, 530 MB).
 generate: venv
 	$(BIN)/python -m data_gen generate --robot jaco --n 5000000 --out data/jaco-5M
+
+# PostgreSQL (Debian's package) for `make services` and its test: installed if missing, as root.
+postgresql:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] || { echo "PostgreSQL is not installed: run apt-get install postgresql as root"; exit 2; }; \
+	    echo "installing PostgreSQL (apt-get install postgresql) ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
+# Many workers on real services (README "Many workers"): PostgreSQL for Optuna and an MLflow
+# tracking server on 127.0.0.1, under .services/; stopped by their recorded process ids.
+N ?= 3
+services: venv postgresql
+	$(BIN)/python -m iklab.services up
+
+workers: venv
+	$(BIN)/python -m iklab.services workers $(N)
+
+services-down: venv
+	$(BIN)/python -m iklab.services down
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -12,13 +12,15 @@ final_overrides: {...}    # for retraining the best configuration
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 
 import optuna
 from optuna.storages import RDBStorage
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from .config import (
     ConfigError,
@@ -90,20 +92,37 @@ def base_experiment(config: SearchConfig, params: dict | None = None, final: boo
     return experiment_from_dict(apply_overrides(raw, overrides, config.source), config.source)
 
 
+def _open_storage(s: StudyConfig) -> RDBStorage:
+    """The study's RDB storage with heartbeats. Several workers opening a fresh PostgreSQL
+    database at once race to create Optuna's schema (a duplicate type or table): the losers
+    retry after a short random pause, when the schema exists."""
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    s.storage,
+                    heartbeat_interval=s.heartbeat_seconds,
+                    grace_period=2 * s.heartbeat_seconds,
+                    heartbeat_stale_trial_callback=fail_lost_runs,
+                )
+        except (IntegrityError, ProgrammingError) as exc:
+            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not racing or attempt == 5:
+                raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {_first_line(exc)}") from None
+            time.sleep(random.uniform(0.2, 1.0))
+        except (SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, an unreachable database
+            raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {_first_line(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0]
+
+
 def make_study(config: SearchConfig) -> optuna.Study:
     s = config.study
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
-                s.storage,
-                heartbeat_interval=s.heartbeat_seconds,
-                grace_period=2 * s.heartbeat_seconds,
-                heartbeat_stale_trial_callback=fail_lost_runs,
-            )
-    except (SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, an unreachable database
-        reason = str(exc).splitlines()[0]
-        raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {reason}") from None
+    storage = _open_storage(s)
     pruners = {
         "median": optuna.pruners.MedianPruner(s.pruner_startup_trials, s.pruner_warmup_epochs),
         "hyperband": optuna.pruners.HyperbandPruner(min_resource=s.pruner_warmup_epochs),

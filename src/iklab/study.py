@@ -270,35 +270,28 @@ def trial_counts(study: optuna.Study) -> dict:
     }
 
 
-def settle_lost_trials(study: optuna.Study, heartbeat_seconds: int, started: datetime.datetime) -> None:
-    """At the end of a worker's run, trials still RUNNING that began before it (a worker
-    killed just before this one started) get the heartbeat grace period to go stale, then are
-    failed (with their MLflow runs, `fail_lost_runs`). Trials of live workers started since
-    are theirs to finish: not waited for."""
+def settle_lost_trials(study: optuna.Study, heartbeat_seconds: int) -> None:
+    """At the end of a worker's run, trials still RUNNING get up to the heartbeat grace period
+    (plus one beat) to finish or go stale; stale ones are failed, with their MLflow runs
+    (`fail_lost_runs`). So a worker that ends leaves no trial of a dead worker RUNNING (the
+    one killed before it started, or one killed beside it), and a live worker's last trial
+    usually finishes meanwhile (else it stays RUNNING, its worker still at it)."""
 
-    def suspects() -> list[int]:
-        return [
-            t.number
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.datetime_start is not None and t.datetime_start < started
-        ]
+    def running() -> list[int]:
+        return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
-    waiting = suspects()
+    waiting = running()
     if not waiting:
         return
-    grace = 2 * heartbeat_seconds
-    print(
-        f"trials {waiting} began before this worker and are still RUNNING: waiting up to {grace + heartbeat_seconds} s "
-        "for their heartbeats to go stale",
-        flush=True,
-    )
-    deadline = time.monotonic() + grace + heartbeat_seconds
+    bound = 3 * heartbeat_seconds
+    print(f"trials {waiting} are still RUNNING: waiting up to {bound} s for them to finish or go stale", flush=True)
+    deadline = time.monotonic() + bound
     while waiting and time.monotonic() < deadline:
-        time.sleep(min(heartbeat_seconds, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(1.0, heartbeat_seconds, max(0.0, deadline - time.monotonic())))
         with warnings.catch_warnings():  # "experimental" in Optuna 5, like the heartbeats it reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        waiting = suspects()
+        waiting = running()
 
 
 def claim_finalize(study: optuna.Study) -> str | None:
@@ -339,7 +332,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
 
     ``study``: the config's study if already opened (`make_study`), else opened here.
     """
-    started, started_wall = time.perf_counter(), datetime.datetime.now()
+    started = time.perf_counter()
     study = study or make_study(config)
     counts = trial_counts(study)
     finished = counts["complete"] + counts["pruned"] >= config.study.n_trials
@@ -367,7 +360,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                 gc_after_trial=True,
                 catch=(Exception,),
             )  # a crashing trial is a failed trial
-            settle_lost_trials(study, config.study.heartbeat_seconds, started_wall)
+            settle_lost_trials(study, config.study.heartbeat_seconds)
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
         _set_best(result, study)
         if result.best_trial is not None and config.study.finalize:

@@ -1,0 +1,100 @@
+"""Real services (README "Many workers"): PostgreSQL and an MLflow tracking server started in
+the test on 127.0.0.1, three search workers, one killed with SIGKILL mid-trial. Every process
+started here is stopped by its id; every wait is bounded."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
+from test_search import write_search
+
+from iklab import services
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def running_services():
+    # not under pytest's tmp_path: its parents are private to root, and PostgreSQL runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="iklab-services-"))
+    root.chmod(0o755)
+    pg_port, mlflow_port = _free_port(), _free_port()
+    try:
+        services.start_postgres(root, pg_port)
+        services.start_mlflow(root, pg_port, mlflow_port)
+        yield root, pg_port, mlflow_port
+    finally:
+        services.stop_mlflow(root)
+        services.stop_postgres(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _worker(path, storage, tracking):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_TRACKING_URI": tracking}
+    command = [sys.executable, "-m", "iklab.search", "--experiment", str(path), "--storage", storage]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_three_workers_on_postgresql_and_a_tracking_server_one_killed(running_services, tmp_path, monkeypatch):
+    root, pg_port, mlflow_port = running_services
+    storage, tracking = services.optuna_uri(pg_port), services.tracking_uri(mlflow_port)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    monkeypatch.chdir(tmp_path)
+    path = write_search(
+        tmp_path,
+        {"model.width": {"choices": [8, 16, 32, 64]}, "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2}},
+        {"name": "on-postgres", "n_trials": 6, "storage": storage},
+    )
+    # all three start at once on a fresh database (Optuna's schema is created by whoever wins)
+    workers = [_worker(path, storage, tracking) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 600
+        while True:  # kill worker 0 once every worker is inside a trial whose MLflow run exists
+            assert time.monotonic() < deadline and workers[0].poll() is None
+            try:
+                trials = optuna.load_study(study_name="on-postgres", storage=storage).trials
+            except (KeyError, SQLAlchemyError):  # no study yet; the workers are creating the schema
+                trials = []
+            running = [t for t in trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
+            if len(running) == 3:
+                break
+            time.sleep(0.3)
+        workers[0].send_signal(signal.SIGKILL)
+        outputs = [w.communicate(timeout=600)[0] for w in workers[1:]]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=30)
+    assert all(w.returncode == 0 for w in workers[1:]), outputs
+    assert not any("Traceback" in out for out in outputs), outputs
+    trials = optuna.load_study(study_name="on-postgres", storage=storage).trials
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # every number once
+    states = [t.state for t in trials]
+    assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states, states
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == len(params)  # no configuration sampled twice
+    client = mlflow.MlflowClient(tracking)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, max_results=1000)
+    assert runs and not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    (lost,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert client.get_run(lost.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+    assert len(client.search_model_versions("name = 'ik-jaco'")) == 1  # one champion for the study
