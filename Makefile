@@ -58,9 +58,9 @@ cases: venv
 	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
 
 UI_PORT ?= 5000
+# Links straight to each experiment's runs (the "Model training" view), then the MLflow UI.
 ui: venv
-	@echo "MLflow UI on http://127.0.0.1:$(UI_PORT) (store: $(MLFLOW_TRACKING_URI)); Ctrl-C to stop"
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m iklab.ui --port $(UI_PORT)
 
 # The registered champion over HTTP: POST pose rows to /invocations (README "Serving over HTTP").
 SERVE_PORT ?= 5001

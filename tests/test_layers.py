@@ -162,7 +162,7 @@ def test_serving_loads_pyarrow_only_through_pandas():
     assert _loaded_after_import("pandas") == ["pyarrow"]
 
 
-@pytest.mark.parametrize("module", ["iklab.train", "iklab.search", "iklab.cases", "iklab.services"])
+@pytest.mark.parametrize("module", ["iklab.train", "iklab.search", "iklab.cases", "iklab.services", "iklab.ui"])
 def test_commands_check_their_arguments_before_tensorflow_loads(module):
     """The command-line modules are light: TensorFlow, MLflow and the data come after the checks."""
     loaded = _loaded_after_import(module)

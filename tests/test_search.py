@@ -305,6 +305,14 @@ def test_a_finished_study_reruns_as_a_no_op(mlflow_store, tmp_path, capsys):
     path = write_search(tmp_path, {"model.width": {"choices": [16]}}, {"name": "done", "n_trials": 1})
     first = run_search(load_search(path))
     assert first.champion["new_version"] == 1
+    # the UI shows the study's summary as the parent run's description, in a training experiment
+    parent = mlflow_store.get_run(first.parent_run_id)
+    assert parent.data.tags["mlflow.note.content"] == mlflow.artifacts.load_text(
+        f"runs:/{first.parent_run_id}/summary.md"
+    )
+    experiment = mlflow_store.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("Optuna architecture searches")
     from iklab.search import main
 
     assert main(["--experiment", str(path)]) == 0
@@ -343,3 +351,19 @@ def test_a_held_claim_is_reported_not_taken(mlflow_store, tmp_path):
     assert claim_finalize(study) is None  # ours
     holder = claim_finalize(make_study(config))  # a second worker
     assert f"process {os.getpid()}" in holder and "'claimed:finalize'" in holder
+
+
+def test_ui_links_open_the_training_view(mlflow_store):
+    from iklab.experiments import describe_experiment, experiment_link
+
+    experiment_id = mlflow_store.create_experiment("ik-ur5-train")
+    describe_experiment(experiment_id, mlflow_store)
+    tags = mlflow_store.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.note.content"].startswith("Single trainings")
+    mlflow_store.set_experiment_tag(experiment_id, "mlflow.note.content", "mine")
+    describe_experiment(experiment_id, mlflow_store)  # a user's own description is kept
+    assert mlflow_store.get_experiment(experiment_id).tags["mlflow.note.content"] == "mine"
+    assert experiment_link(5000, experiment_id) == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
+    )

@@ -30,6 +30,7 @@ from .console import raise_if_terminated
 from .data import Dataset
 from .diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from .evaluation import ErrorReport
+from .experiments import describe_experiment
 from .plots import error_histograms, learning_curves
 
 
@@ -58,6 +59,8 @@ def training_run(
     else:
         mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=name, tags=tags)
+    if not parent_run_id:
+        describe_experiment(run.info.experiment_id)
     with _ending_run(run):
         yield run
 

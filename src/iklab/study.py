@@ -117,7 +117,9 @@ def log_study_artifacts(config: SearchConfig, study: optuna.Study, result: Study
     )
     mlflow.log_figure(study_plots.param_importances(study, title=config.study.name), "plots/param_importances.png")
     mlflow.log_figure(study_plots.params_vs_objective(study, title=config.study.name), "plots/params_vs_objective.png")
-    mlflow.log_text(summary_markdown(config, study, result, study_plots.edge_warnings(study)), "summary.md")
+    summary = summary_markdown(config, study, result, study_plots.edge_warnings(study))
+    mlflow.log_text(summary, "summary.md")
+    mlflow.set_tag("mlflow.note.content", summary)  # the run's description in the UI
 
 
 def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyResult, edges: list[str]) -> str:
