@@ -1,6 +1,7 @@
 """Real services (README "Many workers"): PostgreSQL and an MLflow tracking server started in
-the test on 127.0.0.1, three search workers, one killed with SIGKILL mid-trial. Every process
-started here is stopped by its id; every wait is bounded."""
+the test on 127.0.0.1, three search workers, one killed with SIGKILL mid-trial, and the tracking
+server killed and restarted mid-study. Every process started here is stopped by its id; every
+wait is bounded."""
 
 import os
 import shutil
@@ -52,7 +53,7 @@ def _worker(path, storage, tracking):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_three_workers_on_postgresql_and_a_tracking_server_one_killed(running_services, tmp_path, monkeypatch):
+def test_three_workers_on_real_services_one_killed_and_the_server_restarted(running_services, tmp_path, monkeypatch):
     root, pg_port, mlflow_port = running_services
     storage, tracking = services.optuna_uri(pg_port), services.tracking_uri(mlflow_port)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
@@ -77,6 +78,10 @@ def test_three_workers_on_postgresql_and_a_tracking_server_one_killed(running_se
                 break
             time.sleep(0.3)
         workers[0].send_signal(signal.SIGKILL)
+        # the tracking server blinks: killed with SIGKILL while two workers log, back 3 s later
+        os.killpg(int((root / "mlflow.pid").read_text()), signal.SIGKILL)
+        time.sleep(3)
+        services.start_mlflow(root, pg_port, mlflow_port)
         outputs = [w.communicate(timeout=600)[0] for w in workers[1:]]
     finally:
         for worker in workers:
@@ -95,6 +100,12 @@ def test_three_workers_on_postgresql_and_a_tracking_server_one_killed(running_se
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, max_results=1000)
     assert runs and not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    # nothing the survivors logged was lost while the server was down: every epoch of every trial
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            run = client.get_run(trial.user_attrs["mlflow_run_id"])
+            assert run.info.status == "FINISHED"
+            assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2  # trial_overrides: 2 epochs
     (lost,) = [t for t in trials if t.state == TrialState.FAIL]
     assert client.get_run(lost.user_attrs["mlflow_run_id"]).info.status == "FAILED"
     assert len(client.search_model_versions("name = 'ik-jaco'")) == 1  # one champion for the study
