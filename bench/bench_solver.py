@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from timing import best_seconds  # noqa: E402
 from data_gen.generate import sample_joints  # noqa: E402
 from iklab.kinematics import fk, jacobian, to_rtb, wrap_angle  # noqa: E402
 from iklab.refine import into_limits, verify  # noqa: E402
+from iklab.services import stop_group  # noqa: E402
 
 TARGET_SUCCESS = 0.999
 TARGET_SPEEDUP = 20.0
@@ -234,15 +234,8 @@ def http_latencies(model_uri: str, poses, requests: int = 300):
                 seconds[i - 20], exact[i - 20] = time.perf_counter() - started, answer["success"]
         return seconds, exact.mean()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(server.pid, sig)
-                server.wait(timeout=30)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                break
+        stop_group(server.pid)
+        server.wait(timeout=30)
 
 
 def robot_loop_report(args, solver, q_true, targets) -> None:

@@ -4,7 +4,6 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from iklab.encodings import encode_pose_matrices
 from iklab.kinematics import fk, load_robot, matrix_to_quaternion
 from iklab.metadata import NETWORK_ARTIFACT, NUMPY_NETWORK_FILE
 from iklab.refine import refine
+from iklab.services import stop_group
 from iklab.serving import POSE_COLUMNS
 from iklab.solver import IKSolver, joint_distance, predict_joints
 from iklab.training import train
@@ -356,16 +356,8 @@ def test_served_champion_answers_over_http(champion, tmp_path):
 
 def _stop(server: subprocess.Popen) -> None:
     """SIGTERM the server's process group (uvicorn and its worker), SIGKILL after 30 s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(timeout=30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_group(server.pid)
+    server.wait(timeout=30)
 
 
 @pytest.mark.slow
