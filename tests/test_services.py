@@ -68,7 +68,9 @@ def test_three_workers_on_real_services_one_killed_and_the_server_restarted(runn
     try:
         deadline = time.monotonic() + 600
         while True:  # kill worker 0 once every worker is inside a trial whose MLflow run exists
-            assert time.monotonic() < deadline and workers[0].poll() is None
+            if workers[0].poll() is not None:  # ended before it could be killed: say why
+                pytest.fail(f"worker 0 exited with {workers[0].returncode}:\n{workers[0].communicate()[0][-3000:]}")
+            assert time.monotonic() < deadline, "the three workers were never in trials at once"
             try:
                 trials = optuna.load_study(study_name="on-postgres", storage=storage).trials
             except (KeyError, SQLAlchemyError):  # no study yet; the workers are creating the schema

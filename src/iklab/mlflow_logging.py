@@ -22,6 +22,7 @@ import numpy as np
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import metric_names as M
@@ -57,12 +58,25 @@ def training_run(
         run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"), tags=tags)
         MlflowClient().update_run(run.info.run_id, name=name)
     else:
-        mlflow.set_experiment(experiment)
+        _set_experiment(experiment)
         run = mlflow.start_run(run_name=name, tags=tags)
     if not parent_run_id:
         describe_experiment(run.info.experiment_id)
     with _ending_run(run):
         yield run
+
+
+def _set_experiment(name: str) -> None:
+    """``mlflow.set_experiment``, tolerating workers that create the same experiment at once on
+    a fresh tracking server (the losers get RESOURCE_ALREADY_EXISTS; a moment later it exists)."""
+    for attempt in range(5):
+        try:
+            mlflow.set_experiment(name)
+            return
+        except MlflowException:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 + 0.3 * attempt)
 
 
 @contextlib.contextmanager

@@ -296,6 +296,27 @@ def settle_lost_trials(study: optuna.Study, heartbeat_seconds: int) -> None:
         waiting = running()
 
 
+def close_orphan_runs(study: optuna.Study) -> None:
+    """A finished trial whose MLflow run is still RUNNING lost its last update (the tracking
+    server was down or restarting when the run ended): end the run with the trial's outcome
+    (FINISHED for complete and pruned trials, FAILED for failed ones) and say so in a tag."""
+    client = mlflow.MlflowClient()
+    outcome = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED", TrialState.FAIL: "FAILED"}
+    for trial in study.get_trials(deepcopy=False, states=tuple(outcome)):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            continue
+        try:
+            if client.get_run(run_id).info.status != "RUNNING":
+                continue
+            client.set_tag(
+                run_id, "status_repaired", f"ended by the study: trial {trial.number} was {trial.state.name}"
+            )
+            client.set_terminated(run_id, outcome[trial.state])
+        except Exception:  # MLflow raises several types; a tracking error must not break the study
+            continue
+
+
 def claim_finalize(study: optuna.Study) -> str | None:
     """Claim the study's end (retrain, register, move the alias) for this process: None if it
     is ours, else who holds it. The claim is a companion study named ``<study>:finalize``:
@@ -363,6 +384,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                 catch=(Exception,),
             )  # a crashing trial is a failed trial
             settle_lost_trials(study, config.study.heartbeat_seconds)
+            close_orphan_runs(study)
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
         _set_best(result, study)
         if result.best_trial is not None and config.study.finalize:
