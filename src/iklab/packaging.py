@@ -26,7 +26,7 @@ import iklab
 
 from .encodings import POSE_COLUMNS, encode_inputs
 from .metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
-from .network import NumpyNetwork, export_network
+from .network import NumpyNetwork
 from .serving import DEFAULT_PARAMS, SEED_COLUMNS, IKPyfuncModel
 from .solver import IKSolver
 
@@ -46,7 +46,7 @@ def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, q
     entry = {MODEL_METADATA_KEY: metadata.to_dict()}
     features = encode_inputs(position, quat, metadata.input_encoding)
     pose_rows = pd.DataFrame(np.hstack([position, quat]), columns=POSE_COLUMNS)
-    exported = NumpyNetwork(*export_network(model))
+    exported = NumpyNetwork.from_model(model)
     wrapper = IKPyfuncModel()
     wrapper.solver = IKSolver(exported, metadata)
     with warnings.catch_warnings():

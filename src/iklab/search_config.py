@@ -150,15 +150,20 @@ def fail_lost_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None
     )
     client = mlflow.MlflowClient()
     for key in ("mlflow_run_id", "mlflow_parent_run_id"):
-        run_id = trial.user_attrs.get(key)
-        if not run_id:
-            continue
-        try:
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_tag(run_id, "failure_reason", reason)
-                client.set_terminated(run_id, "FAILED")
-        except Exception:  # MLflow raises several types; a tracking error must not break the study
-            continue
+        end_if_running(client, trial.user_attrs.get(key), "FAILED", "failure_reason", reason)
+
+
+def end_if_running(client: object, run_id: str | None, status: str, tag: str, reason: str) -> None:
+    """End MLflow run ``run_id`` with ``status``, ``reason`` in tag ``tag``, if it is still
+    RUNNING. A tracking error is skipped: it must not break the study."""
+    if not run_id:
+        return
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, tag, reason)
+            client.set_terminated(run_id, status)
+    except Exception:  # MLflow raises several types
+        return
 
 
 class TrialSeededTPESampler(optuna.samplers.TPESampler):

@@ -27,7 +27,7 @@ import numpy as np
 from .encodings import decode_outputs, encode_pose_matrices
 from .kinematics import wrap_angle
 from .metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
-from .network import NumpyNetwork, export_network
+from .network import NumpyNetwork
 from .refine import JointLimits, RefineResult, check_options, refine_checked, row_list, validate_poses, verify_checked
 
 
@@ -65,7 +65,7 @@ class IKSolver:
         self.metadata = metadata
         self.robot, self.region = metadata.robot, metadata.region
         self.input_encoding, self.output_encoding = metadata.input_encoding, metadata.output_encoding
-        self.network = model if isinstance(model, NumpyNetwork) else NumpyNetwork(*export_network(model))
+        self.network = model if isinstance(model, NumpyNetwork) else NumpyNetwork.from_model(model)
         self._limits = JointLimits.of(self.robot.qlim[0], self.robot.qlim[1])
 
     @classmethod

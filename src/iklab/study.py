@@ -29,7 +29,7 @@ from .console import raise_if_terminated
 from .diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
 from .mlflow_logging import results_table, training_run
 from .registry import ComparisonRows, register_and_compare
-from .search_config import SearchConfig, base_experiment, make_study, redact
+from .search_config import SearchConfig, base_experiment, end_if_running, make_study, redact
 from .training import StoppingCallback, train
 
 
@@ -303,18 +303,8 @@ def close_orphan_runs(study: optuna.Study) -> None:
     client = mlflow.MlflowClient()
     outcome = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED", TrialState.FAIL: "FAILED"}
     for trial in study.get_trials(deepcopy=False, states=tuple(outcome)):
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if not run_id:
-            continue
-        try:
-            if client.get_run(run_id).info.status != "RUNNING":
-                continue
-            client.set_tag(
-                run_id, "status_repaired", f"ended by the study: trial {trial.number} was {trial.state.name}"
-            )
-            client.set_terminated(run_id, outcome[trial.state])
-        except Exception:  # MLflow raises several types; a tracking error must not break the study
-            continue
+        reason = f"ended by the study: trial {trial.number} was {trial.state.name}"
+        end_if_running(client, trial.user_attrs.get("mlflow_run_id"), outcome[trial.state], "status_repaired", reason)
 
 
 def claim_finalize(study: optuna.Study) -> str | None:
