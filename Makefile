@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv lint format test test-fast bench generate search cases ui serve clean postgresql services workers services-down
+.PHONY: venv lint format test test-fast bench generate search ablations cases ui serve clean postgresql services workers services-down
 
 venv: $(STAMP)
 
@@ -56,6 +56,12 @@ search: venv
 # The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (3 to 7 min here).
 cases: venv
 	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
+
+# One change at a time against a fixed baseline, 3 min of training each, in the MLflow
+# experiment ik-jaco-ablations (about 65 min here). ONLY="baseline,batch 256" runs some rows.
+ONLY ?=
+ablations: venv
+	$(BIN)/python -m iklab.ablations --file experiments/ablations_jaco.yaml --only "$(ONLY)"
 
 UI_PORT ?= 5000
 # Links straight to each experiment's runs (the "Model training" view), then the MLflow UI.

@@ -21,8 +21,8 @@ from iklab.data import ensure_dataset, load_dataset  # noqa: E402
 from iklab.training import compile_model, prepare_arrays, train  # noqa: E402
 
 
-def bare_fit_seconds(config, arrays) -> float:
-    model = compile_model(config, arrays)
+def bare_fit_seconds(config, arrays, robot) -> float:
+    model = compile_model(config, arrays, robot)
     started = time.perf_counter()
     model.fit(
         arrays.x_train,
@@ -45,13 +45,14 @@ def main() -> None:
     config = load_experiment(
         args.experiment, f"training.epochs={args.epochs} training.early_stopping_patience=0 mlflow.log_model=false"
     )
-    arrays = prepare_arrays(config, load_dataset(ensure_dataset(config.data)))
+    dataset = load_dataset(ensure_dataset(config.data))
+    arrays = prepare_arrays(config, dataset)
     rows = len(arrays.x_train) * config.training.epochs
     with tempfile.TemporaryDirectory() as store:
         mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
         bare, ours, share = [], [], []
         for _ in range(args.repeats):  # interleaved, best of each: the machine's load drifts
-            bare.append(bare_fit_seconds(config, arrays))
+            bare.append(bare_fit_seconds(config, arrays, dataset.robot))
             result = train(config)
             ours.append(result.train_seconds)
             epochs = result.history[1:]  # epoch 1 carries tracing and compilation

@@ -20,7 +20,7 @@ def split(jaco):
     return D.Split(q, poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3]))
 
 
-def test_input_encodings_round_trip_to_the_pose(split):
+def test_input_encodings_round_trip_to_the_pose(split, jaco):
     rotation = quaternion_to_matrix(split.quat)
     xyz_rpy = E.encode_inputs(split.position, split.quat, "xyz_rpy").astype(np.float64)
     np.testing.assert_allclose(xyz_rpy[:, 3:], matrix_to_rpy(rotation), atol=1e-6)  # float32
@@ -29,7 +29,7 @@ def test_input_encodings_round_trip_to_the_pose(split):
     rot6d = E.encode_inputs(split.position, split.quat, "xyz_rot6d").astype(np.float64)
     np.testing.assert_allclose(rot6d_to_matrix(rot6d[:, 3:]), rotation, atol=1e-6)
     for kind, columns in E.INPUT_ENCODINGS.items():
-        features = E.encode_inputs(split.position, split.quat, kind)
+        features = E.encode_inputs(split.position, split.quat, kind, jaco)
         assert features.shape == (500, len(columns)) and features.dtype == np.float32
         np.testing.assert_allclose(features[:, :3], split.position, atol=1e-6)
 
@@ -50,6 +50,8 @@ def test_output_encodings_round_trip(split, kind):
 def test_unknown_encodings(split):
     with pytest.raises(ValueError, match="unknown input encoding 'xyz'"):
         E.encode_inputs(split.position, split.quat, "xyz")
+    with pytest.raises(ValueError, match="'xyz_rotmat_wrist' needs the robot"):
+        E.encode_inputs(split.position, split.quat, "xyz_rotmat_wrist")
     with pytest.raises(ValueError, match="unknown output encoding"):
         E.encode_targets(split.q, "degrees")
 

@@ -73,6 +73,12 @@ def test_optimizers_and_schedules():
     assert float(schedule(1000)) == pytest.approx(0.01 / (1 + 0.1 * 1000))  # Keras 2 `decay`
     cosine = build_optimizer(OptimizerConfig(schedule="cosine", learning_rate=1.0), 10, 10)
     assert float(cosine._learning_rate(100)) == pytest.approx(0.0, abs=1e-6)
+    warm = build_optimizer(OptimizerConfig(schedule="warmup_cosine", learning_rate=1.0, warmup_fraction=0.1), 10, 10)
+    rates = [float(warm._learning_rate(step)) for step in (0, 5, 10, 55, 100)]
+    assert rates == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0], abs=1e-6)  # up over 10 steps, cosine over 90
+    cycle = build_optimizer(OptimizerConfig(schedule="one_cycle", learning_rate=1.0), 10, 10)
+    rates = [float(cycle._learning_rate(step)) for step in (0, 15, 30, 65, 100)]
+    assert rates == pytest.approx([1 / 25, 0.5 + 0.5 / 25, 1.0, 0.5 + 0.5e-4, 1e-4], rel=1e-4)
     clipped = build_optimizer(OptimizerConfig(name="adamw", clipnorm=1.0), 10, 1)
     assert isinstance(clipped, keras.optimizers.AdamW) and clipped.clipnorm == 1.0
     with pytest.raises(ValueError, match="optimizer.name"):

@@ -388,7 +388,7 @@ def test_the_numpy_export_matches_the_keras_network(trained, tmp_path):
     solver = IKSolver.load(trained.model_uri)
     assert (Path(local) / "artifacts" / NUMPY_NETWORK_FILE).is_file()
     _, poses = _targets(500)
-    features = encode_pose_matrices(poses, solver.input_encoding)
+    features = encode_pose_matrices(poses, solver.input_encoding, solver.robot)
     np.testing.assert_allclose(solver.network(features), keras_model(features, training=False), atol=1e-5)
     raw = solver.predict(poses)
     np.testing.assert_allclose(raw, predict_joints(keras_model, features, solver.output_encoding), atol=1e-5)

@@ -81,7 +81,8 @@ class OptimizerConfig:
     learning_rate: float = positive(default=1e-3)
     momentum: float = fraction(default=0.0)  # sgd and rmsprop
     weight_decay: float = at_least(0, default=1e-4)  # adamw only
-    schedule: str = "constant"  # constant | cosine | exponential | inverse_time
+    schedule: str = "constant"  # constant | cosine | warmup_cosine | one_cycle | exponential | inverse_time
+    warmup_fraction: float = fraction(default=0.05)  # warmup_cosine: linear rise over this share of the steps
     decay: float = at_least(0, default=0.0)  # inverse_time: lr / (1 + decay * step), Keras 2's `decay` argument
     decay_rate: float = _rule("in (0, 1]", lambda v: 0 < v <= 1, default=0.9)  # exponential: lr * decay_rate ** epoch
     clipnorm: float | None = positive(default=None)  # gradient clipping by global norm
@@ -90,8 +91,13 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = at_least(1, default=30)
+    # Train for about this long instead: the epochs are set from the throughput measured on a
+    # few batches first, so schedules still end at their last step (equal-time comparisons).
+    time_budget_minutes: float | None = positive(default=None)
     batch_size: int = at_least(1, default=512)
-    loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped
+    loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped | task | mixed
+    joint_weight: float = at_least(0, default=1.0)  # mixed: task-space loss + joint_weight * the auto joint loss
+    task_length_m: float = positive(default=0.2)  # task and mixed: position error in units of this length
     early_stopping_patience: int = at_least(0, default=6)  # epochs without val_loss improvement; 0 disables
     reduce_lr_patience: int = at_least(0, default=3)  # constant schedule only; 0 disables
     reduce_lr_factor: float = _rule("in (0, 1)", lambda v: 0 < v < 1, default=0.5)
@@ -227,6 +233,8 @@ def _build(cls: type[D], raw: object, source: str, prefix: str) -> D:
 
 def _coerce(value: object, hint: object, source: str, key: str) -> object:
     """Check ``value`` against a type hint: int, float, str, bool, tuple[x, ...], X | None."""
+    if dataclasses.is_dataclass(hint):  # e.g. the rows of a tuple[Row, ...]
+        return _build(hint, value, source, f"{key}.")
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

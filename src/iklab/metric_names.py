@@ -23,3 +23,4 @@ R2_MEAN = "r2_mean"  # diagnostics: mean R^2 of the probe's joints
 DEAD_FRACTION = "dead_fraction/"  # diagnostics: + layer name, share of units dead on the probe
 VAL_POSITION_ERROR_MM = "val_position_error_mm"  # TaskSpaceProbe: probe's median position error
 BEST_VAL_POSITION_ERROR_MM = "best_val_position_error_mm"  # its minimum over epochs
+ELAPSED_SECONDS = "elapsed_seconds"  # EpochLogger: training seconds up to the end of the epoch

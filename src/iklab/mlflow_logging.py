@@ -32,7 +32,7 @@ from .data import Dataset
 from .diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from .evaluation import ErrorReport
 from .experiments import describe_experiment
-from .plots import error_histograms, learning_curves
+from .plots import error_histograms, error_vs_time, learning_curves
 
 
 @contextlib.contextmanager
@@ -146,6 +146,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.run_id, self.epochs = run_id, epochs
         self.history: list[dict] = []
         self._client = MlflowClient()
+        self._elapsed = 0.0  # training seconds so far: the x axis of error against compute
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
@@ -153,6 +154,8 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
         values["epoch_seconds"] = time.perf_counter() - self._started
+        self._elapsed += values["epoch_seconds"]
+        values[M.ELAPSED_SECONDS] = self._elapsed
         self.history.append({"epoch": epoch, **values})
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in values.items() if np.isfinite(v)]
@@ -201,6 +204,7 @@ def log_ik_results(
         config, metrics, history, flags, diagnostics_history, _diagnosis(config, flags, diagnostics_history, metrics)
     )
     mlflow.log_figure(error_histograms(reports, title=f"{config.name}: test split"), "plots/error_histograms.png")
+    mlflow.log_figure(error_vs_time(history, title=config.name), "plots/error_vs_time.png")
 
 
 def log_failure(reason: str, flags: list[Flag], diagnostics_history: list[dict]) -> None:

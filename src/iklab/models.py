@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from .config import ModelConfig, OptimizerConfig, TrainingConfig
+from .kinematics import Robot
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 
@@ -139,14 +140,49 @@ def _schedule(
     schedules = keras.optimizers.schedules
     if cfg.schedule == "constant":
         return cfg.learning_rate
+    total = max(1, steps_per_epoch * epochs)
     if cfg.schedule == "cosine":
-        return schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
+        return schedules.CosineDecay(cfg.learning_rate, decay_steps=total)
+    if cfg.schedule == "warmup_cosine":  # linear from 0 to the rate, then cosine to 0
+        warmup = int(cfg.warmup_fraction * total)
+        return schedules.CosineDecay(
+            0.0, decay_steps=max(1, total - warmup), warmup_target=cfg.learning_rate, warmup_steps=warmup
+        )
+    if cfg.schedule == "one_cycle":
+        return OneCycle(cfg.learning_rate, total)
     if cfg.schedule == "exponential":
         return schedules.ExponentialDecay(cfg.learning_rate, steps_per_epoch, cfg.decay_rate)
     if cfg.schedule == "inverse_time":
         # Keras 2's Adam(decay=d): lr_t = lr / (1 + d * t), t counted in steps
         return schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
-    raise ValueError(f"optimizer.schedule must be constant, cosine, exponential or inverse_time, got {cfg.schedule!r}")
+    raise ValueError(
+        "optimizer.schedule must be constant, cosine, warmup_cosine, one_cycle, exponential or inverse_time, "
+        f"got {cfg.schedule!r}"
+    )
+
+
+@keras.saving.register_keras_serializable(package="iklab")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Smith's one-cycle policy (as fastai and PyTorch's OneCycleLR): cosine from rate/25 up to
+    the rate over the first 30% of the steps, then cosine down to rate/1e4."""
+
+    def __init__(self, peak: float, total_steps: int, rise: float = 0.3, start_div: float = 25.0) -> None:
+        self.peak, self.total_steps, self.rise, self.start_div = float(peak), int(total_steps), rise, start_div
+
+    def __call__(self, step: keras.KerasTensor) -> keras.KerasTensor:
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        up_steps = max(1.0, self.rise * self.total_steps)
+        down_steps = max(1.0, self.total_steps - up_steps)
+        low, end = self.peak / self.start_div, self.peak / 1e4
+        up = ops.clip(step / up_steps, 0.0, 1.0)
+        down = ops.clip((step - up_steps) / down_steps, 0.0, 1.0)
+        rising = low + (self.peak - low) * 0.5 * (1.0 - ops.cos(math.pi * up))
+        falling = end + (self.peak - end) * 0.5 * (1.0 + ops.cos(math.pi * down))
+        return ops.where(step < up_steps, rising, falling)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "total_steps": self.total_steps, "rise": self.rise, "start_div": self.start_div}
 
 
 def wrapped_angle_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
@@ -154,8 +190,21 @@ def wrapped_angle_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> 
     return keras.ops.mean(2.0 * (1.0 - keras.ops.cos(y_pred - y_true)), axis=-1)
 
 
-def build_loss(cfg: TrainingConfig, output_encoding: str) -> Callable | keras.losses.Loss:
+# Losses measured in task space (iklab.task_loss): their targets carry the target pose too.
+TASK_LOSSES = ("task", "mixed")
+
+
+def build_loss(cfg: TrainingConfig, output_encoding: str, robot: Robot | None = None) -> Callable | keras.losses.Loss:
+    """The training loss; ``robot`` is needed by the task-space losses (``TASK_LOSSES``)."""
     kind = cfg.loss
+    if kind in TASK_LOSSES:
+        if robot is None:
+            raise ValueError(f"training.loss {kind!r} needs the robot")
+        from .task_loss import TaskSpaceLoss
+
+        joint = {"angles": wrapped_angle_loss, "sincos": keras.losses.mean_squared_error}[output_encoding]
+        weight = cfg.joint_weight if kind == "mixed" else 0.0
+        return TaskSpaceLoss(robot, output_encoding, joint_loss=joint, joint_weight=weight, length=cfg.task_length_m)
     if kind == "auto":
         kind = "wrapped" if output_encoding == "angles" else "mse"
     if kind == "wrapped":
@@ -164,7 +213,7 @@ def build_loss(cfg: TrainingConfig, output_encoding: str) -> Callable | keras.lo
         return wrapped_angle_loss
     if kind in ("mse", "mae"):
         return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[kind]
-    raise ValueError(f"training.loss must be auto, mse, mae or wrapped, got {cfg.loss!r}")
+    raise ValueError(f"training.loss must be auto, mse, mae, wrapped, task or mixed, got {cfg.loss!r}")
 
 
 def count_parameters(model: keras.Model) -> int:

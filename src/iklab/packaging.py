@@ -44,7 +44,7 @@ def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, q
     signatures. Both models carry the iklab metadata; requirements are explicit. Returns the URI.
     """
     entry = {MODEL_METADATA_KEY: metadata.to_dict()}
-    features = encode_inputs(position, quat, metadata.input_encoding)
+    features = encode_inputs(position, quat, metadata.input_encoding, metadata.robot)
     pose_rows = pd.DataFrame(np.hstack([position, quat]), columns=POSE_COLUMNS)
     exported = NumpyNetwork.from_model(model)
     wrapper = IKPyfuncModel()

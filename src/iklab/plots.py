@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .evaluation import ErrorReport, percentiles_inf
-from .metric_names import R2_MEAN
+from .metric_names import ELAPSED_SECONDS, R2_MEAN, VAL_POSITION_ERROR_MM
 
 
 def learning_curves(history: list[dict], title: str = "") -> Figure:
@@ -43,6 +43,22 @@ def learning_curves(history: list[dict], title: str = "") -> Figure:
     )
     for ax in (loss_ax, r2_ax, lr_ax):
         ax.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def error_vs_time(history: list[dict], title: str = "") -> Figure:
+    """The probe's median position error (log scale) against training minutes: what more
+    compute buys."""
+    minutes = [h.get(ELAPSED_SECONDS, float("nan")) / 60 for h in history]
+    errors = [h.get(VAL_POSITION_ERROR_MM, float("nan")) for h in history]
+    figure = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = figure.subplots()
+    ax.plot(minutes, errors, marker="o", markersize=3)
+    ax.set(yscale="log", xlabel="training time (min)", ylabel="median position error (mm)")
+    ax.set_title("Validation probe error against training time")
+    ax.grid(alpha=0.3, which="both")
     if title:
         figure.suptitle(title)
     return figure

@@ -191,7 +191,7 @@ class IKSolver:
 
     def predict(self, poses: np.ndarray) -> np.ndarray:
         """The network's joints for ``(N, 4, 4)`` poses (radians, not refined)."""
-        features = encode_pose_matrices(poses, self.input_encoding)
+        features = encode_pose_matrices(poses, self.input_encoding, self.robot)
         return decode_outputs(self.network(features), self.output_encoding)
 
     def solve_path(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import keras
 import numpy as np
@@ -20,13 +20,14 @@ from . import mlflow_logging as logging_
 from .config import ExperimentConfig
 from .data import Dataset, Split, ensure_dataset, load_dataset
 from .diagnostics import DiagnosticsCallback, evaluate_flags
-from .encodings import decode_outputs, encode_inputs, encode_targets
+from .encodings import OUTPUT_ENCODINGS, decode_outputs, encode_inputs, encode_targets
 from .evaluation import evaluate_with_baselines, task_space_errors
 from .kinematics import Robot, fk
 from .metadata import ModelMetadata
-from .models import build_loss, build_model, build_optimizer, count_parameters
+from .models import TASK_LOSSES, build_loss, build_model, build_optimizer, count_parameters
 from .packaging import log_ik_model
 from .solver import predict_joints
+from .task_loss import pose_targets
 
 
 @dataclass
@@ -63,13 +64,19 @@ def prepare_arrays(config: ExperimentConfig, dataset: Dataset) -> Arrays:
     test = dataset.test.head(config.evaluation.test_rows)
 
     def features(split: Split) -> np.ndarray:
-        return encode_inputs(split.position, split.quat, data.input_encoding)
+        return encode_inputs(split.position, split.quat, data.input_encoding, dataset.robot)
+
+    def targets(split: Split) -> np.ndarray:
+        encoded = encode_targets(split.q, data.output_encoding)
+        if config.training.loss not in TASK_LOSSES:
+            return encoded
+        return np.concatenate([encoded, pose_targets(dataset.robot, split.q)], axis=1)  # FK once, not per step
 
     return Arrays(
         x_train=features(train),
-        y_train=encode_targets(train.q, data.output_encoding),
+        y_train=targets(train),
         x_val=features(dataset.val),
-        y_val=encode_targets(dataset.val.q, data.output_encoding),
+        y_val=targets(dataset.val),
         x_test=features(test),
         q_train=train.q,
         q_val=dataset.val.q,
@@ -77,24 +84,51 @@ def prepare_arrays(config: ExperimentConfig, dataset: Dataset) -> Arrays:
     )
 
 
-def compile_model(config: ExperimentConfig, arrays: Arrays) -> keras.Model:
+def compile_model(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> keras.Model:
     """Build and compile the model the config describes (seeded)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    angles = config.data.output_encoding == "angles"
+    encoding = config.data.output_encoding
+    outputs = len(OUTPUT_ENCODINGS[encoding])  # the targets may carry the target pose after them
     model = build_model(
         config.model,
         arrays.x_train,
-        arrays.y_train.shape[1],
-        train_targets=arrays.y_train if angles else None,
+        outputs,
+        train_targets=arrays.y_train[:, :outputs] if encoding == "angles" else None,
         name=config.name,
     )
     steps = math.ceil(len(arrays.x_train) / config.training.batch_size)
     model.compile(
         optimizer=build_optimizer(config.optimizer, steps, config.training.epochs),
-        loss=build_loss(config.training, config.data.output_encoding),
+        loss=build_loss(config.training, encoding, robot),
     )
     return model
+
+
+# Per-epoch cost besides the training steps: the diagnostics probe and logging (measured ~0.5 s).
+EPOCH_OVERHEAD_SECONDS = 1.0
+
+
+def with_budget_epochs(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> ExperimentConfig:
+    """``config`` with the epochs that fill ``training.time_budget_minutes``, from the time
+    one pass over a sample of batches takes once traced (validation is counted at a third of
+    a training row: a forward pass only). At least one epoch."""
+    training = config.training
+    model = compile_model(config, arrays, robot)
+    batch = training.batch_size
+    sample = min(len(arrays.x_train), 48 * batch)
+    x, y = arrays.x_train[:sample], arrays.y_train[:sample]
+    model.fit(x[: 4 * batch], y[: 4 * batch], batch_size=batch, epochs=1, verbose=0)  # traces the step
+    started = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    per_row = (time.perf_counter() - started) / sample
+    epoch_seconds = per_row * (len(arrays.x_train) + len(arrays.x_val) / 3) + EPOCH_OVERHEAD_SECONDS
+    epochs = max(1, int(training.time_budget_minutes * 60 / epoch_seconds))
+    print(
+        f"time budget {training.time_budget_minutes:g} min: {epoch_seconds:.1f} s per epoch measured, {epochs} epochs",
+        flush=True,
+    )
+    return replace(config, training=replace(training, epochs=epochs))
 
 
 def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.Model) -> DiagnosticsCallback:
@@ -191,7 +225,9 @@ def train(
     """
     dataset = load_dataset(ensure_dataset(config.data))
     arrays = prepare_arrays(config, dataset)
-    model = compile_model(config, arrays)
+    if config.training.time_budget_minutes:
+        config = with_budget_epochs(config, arrays, dataset.robot)
+    model = compile_model(config, arrays, dataset.robot)
     diagnostics = diagnostics_callback(config, arrays, model)
     task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
     with logging_.training_run(
