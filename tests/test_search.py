@@ -243,6 +243,48 @@ def test_champion_moves_only_when_better(mlflow_store, tmp_path):
     assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "3"
 
 
+@pytest.mark.slow
+def test_multi_fidelity_study_tries_the_enqueued_first_prunes_at_rungs_and_completes(mlflow_store, tmp_path):
+    space = {"optimizer.learning_rate": {"choices": [1.0e-2, 1.0e-5]}, "model.width": {"choices": [16, 32]}}
+    path = write_search(
+        tmp_path,
+        space,
+        {
+            "name": "halving",
+            "n_trials": 5,
+            "finalize": False,
+            "pruner": "successive_halving",
+            "pruner_warmup_epochs": 1,
+            "pruner_reduction_factor": 2,
+            "diagnostic_pruning_epochs": 10,  # only the pruner stops trials here
+        },
+    )
+    raw = yaml.safe_load(path.read_text())
+    raw["trial_overrides"] = {"training.epochs": 4}
+    raw["enqueue"] = [{"optimizer.learning_rate": 1.0e-2, "model.width": 32}]
+    path.write_text(yaml.safe_dump(raw))
+    config = load_search(path)
+    result = run_search(config)
+    assert result.counts["complete"] >= 1 and result.counts["pruned"] >= 1
+    assert result.counts["complete"] + result.counts["pruned"] == 5
+    study = optuna.load_study(study_name="halving", storage=config.study.storage)
+    first = study.trials[0]
+    assert first.params == {"optimizer.learning_rate": 1.0e-2, "model.width": 32} and first.state == TrialState.COMPLETE
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert all(t.last_step < 3 for t in pruned)  # stopped at a rung, before the last epoch
+    assert all(
+        "not among the best at this rung (SuccessiveHalvingPruner)" in t.user_attrs["prune_reason"] for t in pruned
+    )
+    assert 0 < result.trials_seconds <= result.wall_seconds
+    summary = mlflow_store.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    assert "**Budget:**" in summary and "min of trials (pruned: " in summary
+    # resuming does not enqueue the known configuration twice
+    run_search(load_search(path, {"n_trials": 6}))
+    study = optuna.load_study(study_name="halving", storage=config.study.storage)
+    enqueued = [t for t in study.trials if t.system_attrs.get("fixed_params")]
+    assert len(enqueued) == 1
+
+
 def test_bad_search_files(tmp_path):
     from iklab.config import ConfigError
 
@@ -256,6 +298,19 @@ def test_bad_search_files(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="unknown key model.widht"):
         load_search(bad)
+    raw["trial_overrides"] = {}
+    for enqueued, message in (
+        ({"model.depth": 3}, r"enqueue\[0\]: model.depth is not in the space"),
+        ({"model.width": 64}, r"model.width=64 is not one of \[16, 32\]"),
+    ):
+        raw.update(space={"model.width": {"choices": [16, 32]}}, enqueue=[enqueued])
+        bad.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            load_search(bad)
+    raw.update(enqueue=[], study={**raw["study"], "pruner": "halving"})
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="study.pruner must be median, successive_halving, hyperband or none"):
+        make_study(load_search(bad))
     assert (
         trial_run_name(7, experiment_from_dict({**BASE, "model": {"depth": 4, "width": 256, "batch_norm": "before"}}))
         == "t007 mlp 4x256 relu bn-before"

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     c = result.counts
     print(
         f"study {result.study_name}: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed "
-        f"in {result.wall_seconds / 60:.1f} min; parent run {result.parent_run_id}"
+        f"in {result.wall_seconds / 60:.1f} min ({result.trials_seconds / 60:.1f} in trials, "
+        f"{result.final_seconds / 60:.1f} retraining the best); parent run {result.parent_run_id}"
     )
     if result.champion:
         print(result.champion["summary_line"])

@@ -41,9 +41,12 @@ class StudyConfig:
     n_trials: int = at_least(1, default=16)  # complete + pruned trials the study stops at (reruns resume towards it)
     timeout_minutes: float = positive(default=8.0)  # this process stops starting trials after this
     seed: int = at_least(0, default=0)
-    pruner: str = "median"  # median | hyperband | none
-    pruner_startup_trials: int = at_least(0, default=3)  # trials that always finish, to give the median a basis
-    pruner_warmup_epochs: int = at_least(0, default=2)
+    # median | successive_halving | hyperband | none. successive_halving and hyperband are
+    # multi-fidelity: most trials stop at an early rung (epochs), few reach the last one.
+    pruner: str = "median"
+    pruner_startup_trials: int = at_least(0, default=3)  # median: trials that always finish, to give it a basis
+    pruner_warmup_epochs: int = at_least(0, default=2)  # median: no pruning before; the others: first rung
+    pruner_reduction_factor: int = at_least(2, default=3)  # successive_halving, hyperband: 1 in this many go on
     diagnostic_pruning_epochs: int = at_least(1, default=3)  # a trial still dead or collapsed after this is pruned
     heartbeat_seconds: int = at_least(1, default=30)  # a trial silent for 2x this (crash, kill) is marked failed
     finalize: bool = True  # retrain, evaluate and register the best; false for extra workers
@@ -58,6 +61,7 @@ class SearchConfig:
     space: dict = field(default_factory=dict)  # "section.key" -> {choices | low/high[/log]}, role
     trial_overrides: dict = field(default_factory=dict)  # the fixed budget of one trial
     final_overrides: dict = field(default_factory=dict)  # for retraining the best configuration
+    enqueue: tuple[dict, ...] = ()  # known good configurations (space keys -> values), tried first
     source: str = ""  # the search file
 
 
@@ -68,8 +72,23 @@ def load_search(path: str | os.PathLike, overrides: dict | None = None) -> Searc
     config = build_dataclass(SearchConfig, {**raw, "study": study, "source": str(path)}, str(path))
     for key, spec in config.space.items():
         _check_space_entry(key, spec, str(path))
+    for index, params in enumerate(config.enqueue):
+        _check_enqueued(params, config.space, f"{path}: enqueue[{index}]")
+        base_experiment(config, params)
     base_experiment(config)  # fail now, not in trial 0, on a bad base or override
     return config
+
+
+def _check_enqueued(params: dict, space: dict, where: str) -> None:
+    """An enqueued configuration sets only keys of the space, to values the space allows."""
+    for key, value in params.items():
+        spec = space.get(key)
+        if spec is None:
+            raise ConfigError(f"{where}: {key} is not in the space ({', '.join(space)})")
+        if "choices" in spec and value not in spec["choices"]:
+            raise ConfigError(f"{where}: {key}={value!r} is not one of {spec['choices']}")
+        if "low" in spec and not (isinstance(value, (int, float)) and spec["low"] <= value <= spec["high"]):
+            raise ConfigError(f"{where}: {key}={value!r} is outside [{spec['low']}, {spec['high']}]")
 
 
 def _check_space_entry(key: str, spec: object, source: str) -> None:
@@ -123,13 +142,19 @@ def _first_line(exc: BaseException) -> str:
 def make_study(config: SearchConfig) -> optuna.Study:
     s = config.study
     storage = _open_storage(s)
+    first_rung = max(1, s.pruner_warmup_epochs)  # epochs are reported from step 0: step s ends epoch s + 1
     pruners = {
         "median": optuna.pruners.MedianPruner(s.pruner_startup_trials, s.pruner_warmup_epochs),
-        "hyperband": optuna.pruners.HyperbandPruner(min_resource=s.pruner_warmup_epochs),
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=first_rung, reduction_factor=s.pruner_reduction_factor
+        ),
+        "hyperband": optuna.pruners.HyperbandPruner(
+            min_resource=first_rung, reduction_factor=s.pruner_reduction_factor
+        ),
         "none": optuna.pruners.NopPruner(),
     }
     if s.pruner not in pruners:
-        raise ConfigError(f"{config.source}: study.pruner must be median, hyperband or none")
+        raise ConfigError(f"{config.source}: study.pruner must be median, successive_halving, hyperband or none")
     study = optuna.create_study(
         study_name=s.name, storage=storage, direction="minimize", load_if_exists=True, pruner=pruners[s.pruner]
     )

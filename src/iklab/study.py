@@ -43,6 +43,8 @@ class StudyResult:
     best_params: dict = field(default_factory=dict)
     champion: dict = field(default_factory=dict)  # see finalize
     wall_seconds: float = 0.0
+    trials_seconds: float = 0.0  # this process's time in trials
+    final_seconds: float = 0.0  # retraining the best configuration and the registry decision
     note: str = ""  # e.g. why nothing ran
 
 
@@ -106,6 +108,8 @@ def log_study_artifacts(config: SearchConfig, study: optuna.Study, result: Study
             "trials_pruned": counts["pruned"],
             "trials_failed": counts["failed"],
             "wall_seconds": result.wall_seconds,
+            "trials_seconds": result.trials_seconds,
+            "final_seconds": result.final_seconds,
         }
     )
     if result.best_value is not None:
@@ -132,6 +136,7 @@ def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyRes
         f"`{redact(config.study.storage)}`).",
         "",
     ]
+    lines += [budget_line(study, result), ""]
     if result.best_trial is None:
         return "\n".join(lines + ["No trial completed."]) + "\n"
     best = study.best_trial
@@ -150,6 +155,25 @@ def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyRes
     if champion.get("summary_line"):
         lines += ["", f"**Registry:** {champion['summary_line']}"]
     return "\n".join(lines) + "\n"
+
+
+def budget_line(study: optuna.Study, result: StudyResult) -> str:
+    """How this process split its time: trials (and where pruned ones stopped), the final
+    retraining, the rest (data, artifacts, the registry)."""
+    stops: dict[int, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        epochs = (trial.last_step or 0) + 1
+        stops[epochs] = stops.get(epochs, 0) + 1
+    pruned = ", ".join(
+        f"{count} after {epochs} epoch{'s' if epochs > 1 else ''}" for epochs, count in sorted(stops.items())
+    )
+    other = max(0.0, result.wall_seconds - result.trials_seconds - result.final_seconds)
+    return (
+        f"**Budget:** {result.trials_seconds / 60:.1f} min of trials"
+        + (f" (pruned: {pruned})" if pruned else "")
+        + f", {result.final_seconds / 60:.1f} min retraining the best configuration, "
+        f"{other / 60:.1f} min for the rest (data, the study's artifacts)."
+    )
 
 
 def sample_params(trial: optuna.Trial, space: dict) -> dict:
@@ -192,9 +216,15 @@ class PruneCallback(StoppingCallback):
             self.trial.report(value, epoch)
         reason = self._diagnostic_reason(epoch, logs)
         if reason is None and self.trial.should_prune():
-            reason = f"pruner: val position error {value:.1f} mm at epoch {epoch + 1} is worse than the median"
+            reason = f"pruner: val position error {value:.1f} mm at epoch {epoch + 1} is {self._verdict()}"
         if reason:
             self.request_stop(reason)
+
+    def _verdict(self) -> str:
+        pruner = self.trial.study.pruner
+        if isinstance(pruner, optuna.pruners.MedianPruner):
+            return "worse than the median"
+        return f"not among the best at this rung ({type(pruner).__name__})"
 
     def _diagnostic_reason(self, epoch: int, logs: dict) -> str | None:
         if epoch + 1 < self.diagnostic_epochs:
@@ -364,6 +394,9 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
         return result
     with parent_run(config) as parent:
         if not finished:
+            for params in config.enqueue:  # the known good configurations first (once per study)
+                study.enqueue_trial(params, skip_if_exists=True)
+            trials_started = time.perf_counter()
             stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
             study.optimize(
                 objective_for(config, parent.info.run_id),
@@ -376,11 +409,15 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
             settle_lost_trials(study, config.study.heartbeat_seconds)
             close_orphan_runs(study)
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
+        if not finished:
+            result.trials_seconds = time.perf_counter() - trials_started
         _set_best(result, study)
         if result.best_trial is not None and config.study.finalize:
             holder = claim_finalize(study)
             if holder is None:
+                final_started = time.perf_counter()
                 result.champion = finalize(config, study, parent.info.run_id)
+                result.final_seconds = time.perf_counter() - final_started
                 study.set_user_attr(
                     FINALIZED_KEY,
                     {"parent_run_id": parent.info.run_id, "summary_line": result.champion["summary_line"]},
