@@ -1,12 +1,15 @@
+import json
 import re
 import subprocess
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pytest
 from helpers import HEALTHY, tiny_experiment
 
+from iklab import metric_names as M
 from iklab.config import experiment_from_dict
 from iklab.encodings import decode_outputs
 from iklab.kinematics import fk
@@ -102,3 +105,41 @@ def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
     assert "bad.yaml: unknown key model.widht" in err and len(err.splitlines()) == 1
     assert main(["--experiment", str(tmp_path / "missing.yaml")]) == 2
     assert main(["--experiment", str(bad), "--overrides", "model"]) == 2
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Ctrl-C at the end of an epoch, after the resume state of that epoch was saved."""
+
+    def __init__(self, at_epoch: int) -> None:
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_at_its_epoch_with_its_budget_and_clock(mlflow_store, tmp_path, capsys):
+    resume_dir = tmp_path / "resume"
+    config = experiment_from_dict(
+        tiny_experiment(
+            rows=3000,
+            training={"time_budget_minutes": 0.15, "resume_dir": str(resume_dir), "early_stopping_patience": 0},
+            mlflow={"log_model": False},
+        )
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=(_Interrupt(1),))
+    progress = json.loads((resume_dir / "progress.json").read_text())
+    epochs, elapsed = progress["epochs"], progress["elapsed_seconds"]
+    assert epochs >= 3 and elapsed > 0 and (resume_dir / "backup").is_dir()
+    capsys.readouterr()
+    result = train(config)
+    assert "resuming from" in capsys.readouterr().out
+    assert result.status == "finished"
+    assert [h["epoch"] for h in result.history] == list(range(2, epochs))  # epochs 3.. only
+    assert result.history[0][M.ELAPSED_SECONDS] > elapsed  # the clock goes on
+    run = mlflow_store.get_run(result.run_id)
+    assert run.data.params["training.epochs"] == str(epochs)  # the budget is not measured again
+    assert not resume_dir.exists()  # a finished run clears its state
+    assert result.metrics["test/position_error_mm_median"] < 200

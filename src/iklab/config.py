@@ -94,6 +94,9 @@ class TrainingConfig:
     # Train for about this long instead: the epochs are set from the throughput measured on a
     # few batches first, so schedules still end at their last step (equal-time comparisons).
     time_budget_minutes: float | None = positive(default=None)
+    # Keep the training state here after every epoch; a rerun of an interrupted run goes on
+    # from its last epoch (same epochs, schedule and elapsed time), and a finished one clears it.
+    resume_dir: str | None = None
     batch_size: int = at_least(1, default=512)
     loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped | task | mixed
     joint_weight: float = at_least(0, default=1.0)  # mixed: task-space loss + joint_weight * the auto joint loss

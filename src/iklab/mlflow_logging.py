@@ -141,12 +141,12 @@ def local_dataset_source(path: os.PathLike) -> DatasetSource:
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics (diagnostics included) to MLflow and prints a progress line."""
 
-    def __init__(self, run_id: str, epochs: int) -> None:
+    def __init__(self, run_id: str, epochs: int, elapsed: float = 0.0) -> None:
         super().__init__()
         self.run_id, self.epochs = run_id, epochs
         self.history: list[dict] = []
         self._client = MlflowClient()
-        self._elapsed = 0.0  # training seconds so far: the x axis of error against compute
+        self._elapsed = elapsed  # training seconds so far (a resumed run's included): error against compute
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
@@ -156,6 +156,8 @@ class EpochLogger(keras.callbacks.Callback):
         values["epoch_seconds"] = time.perf_counter() - self._started
         self._elapsed += values["epoch_seconds"]
         values[M.ELAPSED_SECONDS] = self._elapsed
+        if logs is not None:
+            logs[M.ELAPSED_SECONDS] = self._elapsed  # for the callbacks after this one (resume)
         self.history.append({"epoch": epoch, **values})
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in values.items() if np.isfinite(v)]

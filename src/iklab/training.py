@@ -26,6 +26,7 @@ from .kinematics import Robot, fk
 from .metadata import ModelMetadata
 from .models import TASK_LOSSES, build_loss, build_model, build_optimizer, count_parameters
 from .packaging import log_ik_model
+from .resume import ResumeState
 from .solver import predict_joints
 from .task_loss import pose_targets
 
@@ -225,8 +226,14 @@ def train(
     """
     dataset = load_dataset(ensure_dataset(config.data))
     arrays = prepare_arrays(config, dataset)
-    if config.training.time_budget_minutes:
+    resume = ResumeState(config.training.resume_dir) if config.training.resume_dir else None
+    if resume is not None and resume.epochs:
+        config = replace(config, training=replace(config.training, epochs=resume.epochs))
+        print(f"resuming from {resume.directory} ({resume.elapsed / 60:.1f} min trained before)", flush=True)
+    elif config.training.time_budget_minutes:
         config = with_budget_epochs(config, arrays, dataset.robot)
+    if resume is not None:
+        resume.start(config.training.epochs)
     model = compile_model(config, arrays, dataset.robot)
     diagnostics = diagnostics_callback(config, arrays, model)
     task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
@@ -239,7 +246,8 @@ def train(
         if on_run_start is not None:
             on_run_start(run.info.run_id)
         logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
-        epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs)
+        epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs, resume.elapsed if resume else 0.0)
+        backup, progress = resume.callbacks() if resume is not None else (None, None)
         # Keras calls these in order each epoch, all with the same `logs` dict:
         #   diagnostics   writes the probe's R^2, dead/zero fractions, gradient norms, ... into
         #                 logs and keeps the decoded probe prediction (last_prediction)
@@ -248,7 +256,12 @@ def train(
         #   fit callbacks TerminateOnNaN, EarlyStopping, ReduceLROnPlateau (loss, val_loss)
         #   extra         a caller's StoppingCallbacks, e.g. the search's pruner (reads
         #                 VAL_POSITION_ERROR_MM, R2_MEAN, DEAD_FRACTION*)
-        callbacks = [diagnostics, task_probe, epoch_logger, *fit_callbacks(config), *extra_callbacks]
+        #   (resume_dir: Keras' BackupAndRestore first, restoring the state when training begins,
+        #   and the progress file after the epoch logger, which wrote the elapsed time into logs)
+        probes = [diagnostics, task_probe, epoch_logger]
+        if resume is not None:
+            probes = [backup, *probes, progress]
+        callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
         model.fit(
             arrays.x_train,
@@ -260,6 +273,8 @@ def train(
             callbacks=callbacks,
             verbose=config.training.verbose,
         )
+        if resume is not None:
+            resume.clear()  # the run ended (finished, diverged or stopped): a rerun starts afresh
         result = TrainResult(
             "finished",
             run.info.run_id,
@@ -324,18 +339,18 @@ def evaluate_and_log(
     metrics.update(task_space_errors(dataset.robot, q_val, arrays.q_val).summary(M.VAL))
     metrics.update(reports["mean"].summary(M.MEAN))
     metrics.update(reports["knn"].summary(M.KNN))
-    val_losses = [h["val_loss"] for h in result.history]
-    best = int(np.nanargmin(val_losses))
-    metrics.update(
-        {
-            "best_val_loss": float(val_losses[best]),
-            "best_epoch": float(best + 1),
-            "epochs_run": float(len(result.history)),
-            "train_seconds": result.train_seconds,
-            # the runs table shows last values; best_* make runs comparable at a glance
-            M.BEST_VAL_POSITION_ERROR_MM: min(h[M.VAL_POSITION_ERROR_MM] for h in result.history),
-        }
-    )
+    metrics.update({"epochs_run": float(len(result.history)), "train_seconds": result.train_seconds})
+    if result.history:  # empty for a resumed run that had already done every epoch
+        val_losses = [h["val_loss"] for h in result.history]
+        best = int(np.nanargmin(val_losses))
+        metrics.update(
+            {
+                "best_val_loss": float(val_losses[best]),
+                "best_epoch": float(result.history[best]["epoch"] + 1),
+                # the runs table shows last values; best_* make runs comparable at a glance
+                M.BEST_VAL_POSITION_ERROR_MM: min(h[M.VAL_POSITION_ERROR_MM] for h in result.history),
+            }
+        )
     flags = evaluate_flags(
         diagnostics.history,
         ambiguity=dataset.ambiguity,

@@ -1,0 +1,79 @@
+"""Long trainings that survive interruption (``training.resume_dir``).
+
+After every epoch the directory holds Keras' ``BackupAndRestore`` checkpoint (weights and
+optimizer state, the epoch reached) and ``progress.json`` (the epochs the run was given and the
+training seconds spent). A rerun of the same experiment restores all three, so the learning-rate
+schedule, the epoch count and the error-against-time curve go on where they stopped; a run that
+ends clears the directory. Every file is written to a temporary name first, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import keras
+
+from . import metric_names as M
+
+
+class ResumeState:
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.progress_path = self.directory / "progress.json"
+        self._progress = self._read()
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.progress_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, OSError) as exc:
+            raise ValueError(f"training.resume_dir: {self.progress_path} is unreadable ({exc}); delete it") from None
+
+    @property
+    def resuming(self) -> bool:
+        return bool(self._progress)
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs the interrupted run was given (its time budget's), if any."""
+        return self._progress.get("epochs")
+
+    @property
+    def elapsed(self) -> float:
+        return float(self._progress.get("elapsed_seconds", 0.0))
+
+    def start(self, epochs: int) -> None:
+        self._progress.setdefault("elapsed_seconds", 0.0)
+        self._progress["epochs"] = epochs
+        self._write()
+
+    def _write(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.progress_path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self._progress))
+        temporary.replace(self.progress_path)
+
+    def callbacks(self) -> tuple[keras.callbacks.Callback, keras.callbacks.Callback]:
+        """``(backup, progress)``: the first goes before every other callback (it restores the
+        weights when training begins), the second after the epoch logger (it reads the elapsed
+        time the logger wrote into ``logs``)."""
+        backup = keras.callbacks.BackupAndRestore(str(self.directory / "backup"), double_checkpoint=True)
+        return backup, _SaveProgress(self)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _SaveProgress(keras.callbacks.Callback):
+    def __init__(self, state: ResumeState) -> None:
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs and M.ELAPSED_SECONDS in logs:
+            self.state._progress["elapsed_seconds"] = float(logs[M.ELAPSED_SECONDS])
+            self.state._write()
