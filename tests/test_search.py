@@ -406,6 +406,13 @@ def test_a_held_claim_is_reported_not_taken(mlflow_store, tmp_path):
     assert claim_finalize(study) is None  # ours
     holder = claim_finalize(make_study(config))  # a second worker
     assert f"process {os.getpid()}" in holder and "'claimed:finalize'" in holder
+    # a holder that died on this host (an interrupted finalize) is taken over by the rerun
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    optuna.load_study(study_name="claimed:finalize", storage=config.study.storage).set_user_attr("pid", dead.pid)
+    assert claim_finalize(make_study(config)) is None
+    claim = optuna.load_study(study_name="claimed:finalize", storage=config.study.storage)
+    assert claim.user_attrs["pid"] == os.getpid()
 
 
 def test_ui_links_open_the_training_view(mlflow_store):

@@ -10,7 +10,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .config import ConfigError
+from .config import ConfigError, apply_overrides
 from .console import (
     OneLineParser,
     Terminated,
@@ -32,6 +32,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--study-name", default="", help="empty: the file's value")
     parser.add_argument(
         "--dataset-rows", type=number_at_least(int, 0), default=0, help="dataset size; 0: the base experiment's"
+    )
+    parser.add_argument(
+        "--final-overrides",
+        default="",
+        help='KEY=VALUE ... for retraining the best, over the file\'s, e.g. "training.time_budget_minutes=600"',
     )
     parser.add_argument(
         "--finalize",
@@ -56,10 +61,25 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if args.finalize:
         study["finalize"] = args.finalize == "true"
     config = load_search(args.experiment, study)
+    if args.final_overrides:
+        final = dict(apply_overrides({}, args.final_overrides, "--final-overrides").items())
+        config = replace(config, final_overrides={**config.final_overrides, **_flatten(final)})
+        base_experiment(config, final=True)  # checked now, not after the trials
     if args.dataset_rows:
         config = replace(config, trial_overrides={**config.trial_overrides, "data.rows": args.dataset_rows})
         base_experiment(config)  # the new size is checked now (data.rows >= 100), not in trial 0
     return config
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: overrides parsed into a tree, back to dotted keys."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def main(argv: list[str] | None = None) -> int:

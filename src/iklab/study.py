@@ -347,9 +347,15 @@ def claim_finalize(study: optuna.Study) -> str | None:
     try:
         claim = optuna.create_study(study_name=name, storage=study._storage, load_if_exists=False)
     except optuna.exceptions.DuplicatedStudyError:
-        holder = optuna.load_study(study_name=name, storage=study._storage).user_attrs
+        claim = optuna.load_study(study_name=name, storage=study._storage)
+        holder = claim.user_attrs
         if study.user_attrs.get(FINALIZED_KEY):
             return "another worker finalized this study"
+        if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+            # its holder died here (Ctrl-C, a kill, a crash) before it finished: a rerun goes on
+            for key, value in me.items():
+                claim.set_user_attr(key, value)
+            return None
         return (
             f"another worker (process {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
             f"{holder.get('at', '?')}) is finalizing this study; if it died, delete the study {name!r} "
@@ -358,6 +364,19 @@ def claim_finalize(study: optuna.Study) -> str | None:
     for key, value in me.items():
         claim.set_user_attr(key, value)
     return None
+
+
+def _alive(pid: object) -> bool:
+    """Whether process ``pid`` of this host still runs (True when it cannot be told)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 # Study attribute set once the best configuration was retrained and handed to the registry.
