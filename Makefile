@@ -45,6 +45,7 @@ bench: venv
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ambiguity.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_task_loss.py
 	$(BIN)/python bench/bench_diagnostics.py
 	$(BIN)/python bench/bench_refine.py
 	$(BIN)/python bench/bench_solver.py
