@@ -58,8 +58,8 @@ search: venv
 cases: venv
 	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
 
-# One change at a time against a fixed baseline, 3 min of training each, in the MLflow
-# experiment ik-jaco-ablations (about 65 min here). ONLY="baseline,batch 256" runs some rows.
+# One change at a time against a fixed baseline, 2.5 min of training each, in the MLflow
+# experiment ik-jaco-ablations (about 55 min here). ONLY="baseline,batch 256" runs some rows.
 ONLY ?=
 ablations: venv
 	$(BIN)/python -m iklab.ablations --file experiments/ablations_jaco.yaml --only "$(ONLY)"

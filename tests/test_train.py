@@ -119,27 +119,35 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_run_resumes_at_its_epoch_with_its_budget_and_clock(mlflow_store, tmp_path, capsys):
+def test_a_time_budget_ends_on_time_and_an_interrupted_run_resumes_its_clock(mlflow_store, tmp_path, capsys):
     resume_dir = tmp_path / "resume"
+    budget = 0.15  # minutes
     config = experiment_from_dict(
         tiny_experiment(
             rows=3000,
-            training={"time_budget_minutes": 0.15, "resume_dir": str(resume_dir), "early_stopping_patience": 0},
+            optimizer={"schedule": "cosine", "learning_rate": 3e-3},
+            training={"time_budget_minutes": budget, "resume_dir": str(resume_dir), "early_stopping_patience": 0},
             mlflow={"log_model": False},
         )
     )
     with pytest.raises(KeyboardInterrupt):
         train(config, extra_callbacks=(_Interrupt(1),))
-    progress = json.loads((resume_dir / "progress.json").read_text())
-    epochs, elapsed = progress["epochs"], progress["elapsed_seconds"]
-    assert epochs >= 3 and elapsed > 0 and (resume_dir / "backup").is_dir()
+    elapsed = json.loads((resume_dir / "progress.json").read_text())["elapsed_seconds"]
+    assert 0 < elapsed < budget * 60 and (resume_dir / "backup").is_dir()
     capsys.readouterr()
     result = train(config)
     assert "resuming from" in capsys.readouterr().out
-    assert result.status == "finished"
-    assert [h["epoch"] for h in result.history] == list(range(2, epochs))  # epochs 3.. only
-    assert result.history[0][M.ELAPSED_SECONDS] > elapsed  # the clock goes on
-    run = mlflow_store.get_run(result.run_id)
-    assert run.data.params["training.epochs"] == str(epochs)  # the budget is not measured again
-    assert not resume_dir.exists()  # a finished run clears its state
+    assert result.status == "finished" and not resume_dir.exists()  # a finished run clears its state
+    history = result.history
+    assert history[0]["epoch"] == 2 and history[0][M.ELAPSED_SECONDS] > elapsed  # epoch 3 on, the clock goes on
+    seconds = [h["epoch_seconds"] for h in history]
+    total = history[-1][M.ELAPSED_SECONDS]
+    assert budget * 60 <= total <= budget * 60 + max(seconds) + 1.0  # ends at the first batch past the budget
+    assert history[-1]["learning_rate"] < 0.1 * 3e-3 < history[0]["learning_rate"]  # cosine over the time
     assert result.metrics["test/position_error_mm_median"] < 200
+    with pytest.raises(ValueError, match="time_budget_minutes needs optimizer.schedule"):
+        train(
+            experiment_from_dict(
+                tiny_experiment(optimizer={"schedule": "exponential"}, training={"time_budget_minutes": 1})
+            )
+        )

@@ -91,11 +91,11 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = at_least(1, default=30)
-    # Train for about this long instead: the epochs are set from the throughput measured on a
-    # few batches first, so schedules still end at their last step (equal-time comparisons).
+    # Train for this long instead of `epochs`: the schedule (constant, cosine, warmup_cosine,
+    # one_cycle) follows the share of the time spent, and training stops when it is up.
     time_budget_minutes: float | None = positive(default=None)
     # Keep the training state here after every epoch; a rerun of an interrupted run goes on
-    # from its last epoch (same epochs, schedule and elapsed time), and a finished one clears it.
+    # from its last epoch (weights, optimizer, schedule, time spent); one that ends clears it.
     resume_dir: str | None = None
     batch_size: int = at_least(1, default=512)
     loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped | task | mixed

@@ -141,12 +141,16 @@ def local_dataset_source(path: os.PathLike) -> DatasetSource:
 class EpochLogger(keras.callbacks.Callback):
     """Logs every epoch's metrics (diagnostics included) to MLflow and prints a progress line."""
 
-    def __init__(self, run_id: str, epochs: int, elapsed: float = 0.0) -> None:
+    def __init__(self, run_id: str, epochs: int | None, elapsed: float = 0.0) -> None:
+        """``epochs``: None when a time budget ends training (no count to show)."""
         super().__init__()
         self.run_id, self.epochs = run_id, epochs
         self.history: list[dict] = []
         self._client = MlflowClient()
-        self._elapsed = elapsed  # training seconds so far (a resumed run's included): error against compute
+        self._before = elapsed  # training seconds of an interrupted run this one resumes
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._train_started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
@@ -154,17 +158,17 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
         values["epoch_seconds"] = time.perf_counter() - self._started
-        self._elapsed += values["epoch_seconds"]
-        values[M.ELAPSED_SECONDS] = self._elapsed
+        # wall time since training began (the x axis of error against compute), as a time budget counts it
+        values[M.ELAPSED_SECONDS] = self._before + time.perf_counter() - self._train_started
         if logs is not None:
-            logs[M.ELAPSED_SECONDS] = self._elapsed  # for the callbacks after this one (resume)
+            logs[M.ELAPSED_SECONDS] = values[M.ELAPSED_SECONDS]  # for the callbacks after this one (resume)
         self.history.append({"epoch": epoch, **values})
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in values.items() if np.isfinite(v)]
         self._client.log_batch(self.run_id, metrics=metrics)
         dead = max((v for k, v in values.items() if k.startswith(M.DEAD_FRACTION)), default=0.0)
         print(
-            f"epoch {epoch + 1:3d}/{self.epochs}  loss {values.get('loss', np.nan):.4g}  "
+            f"epoch {epoch + 1:3d}{f'/{self.epochs}' if self.epochs else ''}  loss {values.get('loss', np.nan):.4g}  "
             f"val_loss {values.get('val_loss', np.nan):.4g}  R2 {values.get(M.R2_MEAN, np.nan):+.3f}  "
             f"max dead {dead:.0%}  lr {values.get('learning_rate', np.nan):.2e}  "
             f"{values['epoch_seconds']:.1f} s",

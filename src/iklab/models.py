@@ -11,6 +11,7 @@ training joints) comes last, so the network itself works in standard units.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import keras
@@ -118,8 +119,18 @@ def _conv_front(x: keras.KerasTensor, cfg: ModelConfig, counter: _Counter) -> ke
     return keras.layers.Flatten(name="flatten")(x)
 
 
-def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
-    schedule = _schedule(cfg, steps_per_epoch, epochs)
+# Schedules that can follow the share of a time budget spent instead of the steps taken.
+TIME_SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
+# A time-driven schedule is the step schedule over this many units of progress (0 to 1).
+PROGRESS_UNITS = 1_000_000
+
+
+def build_optimizer(
+    cfg: OptimizerConfig, steps_per_epoch: int, epochs: int, *, time_driven: bool = False
+) -> keras.optimizers.Optimizer:
+    """The optimizer with its learning-rate schedule over ``steps_per_epoch * epochs`` steps;
+    ``time_driven``: a plain rate variable that ``TimeBudget`` sets from the time spent."""
+    schedule = cfg.learning_rate if time_driven else _schedule(cfg, steps_per_epoch, epochs)
     clip = {"clipnorm": cfg.clipnorm} if cfg.clipnorm else {}
     if cfg.name == "adam":
         return keras.optimizers.Adam(schedule, **clip)
@@ -159,6 +170,45 @@ def _schedule(
         "optimizer.schedule must be constant, cosine, warmup_cosine, one_cycle, exponential or inverse_time, "
         f"got {cfg.schedule!r}"
     )
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Trains for ``seconds`` of wall time: the learning rate follows the schedule of ``cfg``
+    over the share of the budget spent (``elapsed`` seconds were spent before this run: a
+    resumed one), and training stops at the first batch past the budget (that epoch's
+    validation and callbacks still run). Every run of an ablation gets the same time however
+    fast its steps are, and its schedule still ends where it should."""
+
+    UPDATE_SECONDS = 0.25  # the rate is recomputed at most this often (an eager op costs ~0.1 ms)
+
+    def __init__(self, cfg: OptimizerConfig, seconds: float, elapsed: float = 0.0) -> None:
+        super().__init__()
+        if cfg.schedule not in TIME_SCHEDULES:
+            raise ValueError(
+                f"training.time_budget_minutes needs optimizer.schedule {', '.join(TIME_SCHEDULES)}, "
+                f"got {cfg.schedule!r}"
+            )
+        self.schedule = _schedule(cfg, PROGRESS_UNITS, 1)
+        self.seconds, self.elapsed = seconds, elapsed
+        self._started = self._updated = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._started = time.perf_counter() - self.elapsed
+        self._updated = -math.inf
+
+    def progress(self) -> float:
+        return (time.perf_counter() - self._started) / self.seconds
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        if now - self._updated < self.UPDATE_SECONDS:
+            return
+        self._updated = now
+        progress = min(1.0, (now - self._started) / self.seconds)
+        rate = self.schedule if isinstance(self.schedule, float) else float(self.schedule(progress * PROGRESS_UNITS))
+        self.model.optimizer.learning_rate.assign(rate)
+        if progress >= 1.0:
+            self.model.stop_training = True
 
 
 @keras.saving.register_keras_serializable(package="iklab")

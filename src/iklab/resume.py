@@ -1,10 +1,10 @@
 """Long trainings that survive interruption (``training.resume_dir``).
 
 After every epoch the directory holds Keras' ``BackupAndRestore`` checkpoint (weights and
-optimizer state, the epoch reached) and ``progress.json`` (the epochs the run was given and the
-training seconds spent). A rerun of the same experiment restores all three, so the learning-rate
-schedule, the epoch count and the error-against-time curve go on where they stopped; a run that
-ends clears the directory. Every file is written to a temporary name first, then renamed.
+optimizer state, the epoch reached) and ``progress.json`` (the training seconds spent). A rerun
+of the same experiment restores them, so the learning-rate schedule (by step, or by the time
+spent for a time budget), the epochs and the error-against-time curve go on where they
+stopped; a run that ends clears the directory. Every file is written to a temporary name first, then renamed.
 """
 
 from __future__ import annotations
@@ -38,18 +38,8 @@ class ResumeState:
         return bool(self._progress)
 
     @property
-    def epochs(self) -> int | None:
-        """The epochs the interrupted run was given (its time budget's), if any."""
-        return self._progress.get("epochs")
-
-    @property
     def elapsed(self) -> float:
         return float(self._progress.get("elapsed_seconds", 0.0))
-
-    def start(self, epochs: int) -> None:
-        self._progress.setdefault("elapsed_seconds", 0.0)
-        self._progress["epochs"] = epochs
-        self._write()
 
     def _write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -24,11 +24,14 @@ from .encodings import OUTPUT_ENCODINGS, decode_outputs, encode_inputs, encode_t
 from .evaluation import evaluate_with_baselines, task_space_errors
 from .kinematics import Robot, fk
 from .metadata import ModelMetadata
-from .models import TASK_LOSSES, build_loss, build_model, build_optimizer, count_parameters
+from .models import TASK_LOSSES, TimeBudget, build_loss, build_model, build_optimizer, count_parameters
 from .packaging import log_ik_model
 from .resume import ResumeState
 from .solver import predict_joints
 from .task_loss import pose_targets
+
+# A run with training.time_budget_minutes ends on time; this only bounds its epochs.
+BUDGET_MAX_EPOCHS = 100_000
 
 
 @dataclass
@@ -99,40 +102,12 @@ def compile_model(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> ker
         name=config.name,
     )
     steps = math.ceil(len(arrays.x_train) / config.training.batch_size)
+    time_driven = bool(config.training.time_budget_minutes)
     model.compile(
-        optimizer=build_optimizer(config.optimizer, steps, config.training.epochs),
+        optimizer=build_optimizer(config.optimizer, steps, config.training.epochs, time_driven=time_driven),
         loss=build_loss(config.training, encoding, robot),
     )
     return model
-
-
-# Per-epoch cost besides the training steps: the diagnostics probe and logging (measured ~0.5 s).
-EPOCH_OVERHEAD_SECONDS = 1.0
-
-
-def with_budget_epochs(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> ExperimentConfig:
-    """``config`` with the epochs that fill ``training.time_budget_minutes``, from the time
-    one pass over a sample of batches takes once traced, the faster of two (validation is
-    counted at a third of a training row: a forward pass only). At least one epoch."""
-    training = config.training
-    model = compile_model(config, arrays, robot)
-    batch = training.batch_size
-    sample = min(len(arrays.x_train), 48 * batch)
-    x, y = arrays.x_train[:sample], arrays.y_train[:sample]
-    model.fit(x[: 4 * batch], y[: 4 * batch], batch_size=batch, epochs=1, verbose=0)  # traces the step
-    passes = []
-    for _ in range(2):  # the faster of two: a moment of load elsewhere must not shrink the budget
-        started = time.perf_counter()
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-        passes.append(time.perf_counter() - started)
-    per_row = min(passes) / sample
-    epoch_seconds = per_row * (len(arrays.x_train) + len(arrays.x_val) / 3) + EPOCH_OVERHEAD_SECONDS
-    epochs = max(1, int(training.time_budget_minutes * 60 / epoch_seconds))
-    print(
-        f"time budget {training.time_budget_minutes:g} min: {epoch_seconds:.1f} s per epoch measured, {epochs} epochs",
-        flush=True,
-    )
-    return replace(config, training=replace(training, epochs=epochs))
 
 
 def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.Model) -> DiagnosticsCallback:
@@ -202,7 +177,7 @@ def fit_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
         callbacks.append(
             keras.callbacks.EarlyStopping(patience=training.early_stopping_patience, restore_best_weights=True)
         )
-    if training.reduce_lr_patience and config.optimizer.schedule == "constant":
+    if training.reduce_lr_patience and config.optimizer.schedule == "constant" and not training.time_budget_minutes:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 factor=training.reduce_lr_factor, patience=training.reduce_lr_patience, min_lr=1e-6
@@ -230,14 +205,13 @@ def train(
     dataset = load_dataset(ensure_dataset(config.data))
     arrays = prepare_arrays(config, dataset)
     resume = ResumeState(config.training.resume_dir) if config.training.resume_dir else None
-    if resume is not None and resume.epochs:
-        config = replace(config, training=replace(config.training, epochs=resume.epochs))
+    if resume is not None and resume.resuming:
         print(f"resuming from {resume.directory} ({resume.elapsed / 60:.1f} min trained before)", flush=True)
-    elif config.training.time_budget_minutes:
-        config = with_budget_epochs(config, arrays, dataset.robot)
-    if resume is not None:
-        resume.start(config.training.epochs)
     model = compile_model(config, arrays, dataset.robot)
+    elapsed = resume.elapsed if resume is not None else 0.0
+    budget = config.training.time_budget_minutes
+    timer = TimeBudget(config.optimizer, budget * 60, elapsed) if budget else None
+    epochs = BUDGET_MAX_EPOCHS if budget else config.training.epochs
     diagnostics = diagnostics_callback(config, arrays, model)
     task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
     with logging_.training_run(
@@ -249,7 +223,7 @@ def train(
         if on_run_start is not None:
             on_run_start(run.info.run_id)
         logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
-        epoch_logger = logging_.EpochLogger(run.info.run_id, config.training.epochs, resume.elapsed if resume else 0.0)
+        epoch_logger = logging_.EpochLogger(run.info.run_id, None if budget else epochs, elapsed)
         backup, progress = resume.callbacks() if resume is not None else (None, None)
         # Keras calls these in order each epoch, all with the same `logs` dict:
         #   diagnostics   writes the probe's R^2, dead/zero fractions, gradient norms, ... into
@@ -264,13 +238,15 @@ def train(
         probes = [diagnostics, task_probe, epoch_logger]
         if resume is not None:
             probes = [backup, *probes, progress]
+        if timer is not None:  # sets the learning rate from the time spent, ends training on time
+            probes = [timer, *probes]
         callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
         model.fit(
             arrays.x_train,
             arrays.y_train,
             validation_data=(arrays.x_val, arrays.y_val),
-            epochs=config.training.epochs,
+            epochs=epochs,
             batch_size=config.training.batch_size,
             shuffle=True,
             callbacks=callbacks,
