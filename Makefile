@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv lint format test test-fast bench generate search ablations cases ui serve clean postgresql services workers services-down
+.PHONY: venv lint format test test-fast bench generate search search-long ablations cases ui serve clean postgresql services workers services-down
 
 venv: $(STAMP)
 
@@ -53,6 +53,13 @@ bench: venv
 # The main job: Optuna search, nested MLflow runs, registered champion (~12 min here).
 search: venv
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search
+
+# What more compute buys: 5M training rows, the best configuration retrained for LONG_MINUTES
+# (error against time in its run); rerun the same command to resume an interrupted one.
+LONG_MINUTES ?= 120
+search-long: venv
+	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search \
+	  -P experiment=experiments/search_jaco_long.yaml -P final_overrides="training.time_budget_minutes=$(LONG_MINUTES)"
 
 # The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (3 to 7 min here).
 cases: venv

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import subprocess
@@ -145,6 +146,13 @@ def test_a_time_budget_ends_on_time_and_an_interrupted_run_resumes_its_clock(mlf
     assert budget * 60 <= total <= budget * 60 + max(seconds) + 1.0  # ends at the first batch past the budget
     assert history[-1]["learning_rate"] < 0.1 * 3e-3 < history[0]["learning_rate"]  # cosine over the time
     assert result.metrics["test/position_error_mm_median"] < 200
+    # another configuration's state in the directory (the search's best changed) is not restored
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=(_Interrupt(0),))
+    wider = dataclasses.replace(config, model=dataclasses.replace(config.model, width=80))
+    capsys.readouterr()
+    assert train(wider).status == "finished"
+    assert "holds another configuration's training state: starting afresh" in capsys.readouterr().out
     with pytest.raises(ValueError, match="time_budget_minutes needs optimizer.schedule"):
         train(
             experiment_from_dict(

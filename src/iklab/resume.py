@@ -20,10 +20,18 @@ from . import metric_names as M
 
 
 class ResumeState:
-    def __init__(self, directory: str | os.PathLike) -> None:
+    """The state in ``directory`` of the run whose configuration has ``fingerprint``; another
+    configuration's state there (a search whose best changed) is discarded, with a message."""
+
+    def __init__(self, directory: str | os.PathLike, fingerprint: str) -> None:
         self.directory = Path(directory)
         self.progress_path = self.directory / "progress.json"
         self._progress = self._read()
+        if self._progress and self._progress.get("fingerprint") != fingerprint:
+            print(f"{self.directory} holds another configuration's training state: starting afresh", flush=True)
+            self.clear()
+            self._progress = {}
+        self._progress["fingerprint"] = fingerprint
 
     def _read(self) -> dict:
         try:
@@ -35,7 +43,7 @@ class ResumeState:
 
     @property
     def resuming(self) -> bool:
-        return bool(self._progress)
+        return "elapsed_seconds" in self._progress
 
     @property
     def elapsed(self) -> float:

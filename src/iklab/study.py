@@ -195,7 +195,8 @@ def trial_run_name(number: int, config: ExperimentConfig) -> str:
     m = config.model
     shape = "-".join(map(str, m.widths)) if m.widths else f"{m.depth}x{m.width}"
     front = f"conv{m.conv_layers}x{m.conv_filters}+" if m.family == "conv1d" else ""
-    return f"t{number:03d} {m.family} {front}{shape} {m.activation} bn-{m.batch_norm}"
+    residual = " residual" if m.residual else ""
+    return f"t{number:03d} {m.family} {front}{shape} {m.activation} bn-{m.batch_norm}{residual}"
 
 
 class PruneCallback(StoppingCallback):

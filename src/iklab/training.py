@@ -5,10 +5,11 @@ log everything to MLflow. Used by `python -m iklab.train` (its command line is `
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import keras
 import numpy as np
@@ -17,7 +18,7 @@ import iklab
 
 from . import metric_names as M
 from . import mlflow_logging as logging_
-from .config import ExperimentConfig
+from .config import ExperimentConfig, to_yaml
 from .data import Dataset, Split, ensure_dataset, load_dataset
 from .diagnostics import DiagnosticsCallback, evaluate_flags
 from .encodings import OUTPUT_ENCODINGS, decode_outputs, encode_inputs, encode_targets
@@ -108,6 +109,12 @@ def compile_model(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> ker
         loss=build_loss(config.training, encoding, robot),
     )
     return model
+
+
+def fingerprint(config: ExperimentConfig) -> str:
+    """What identifies a training for resuming: the whole configuration but the run's name."""
+    plain = replace(config, mlflow=replace(config.mlflow, run_name=None))
+    return hashlib.sha256(to_yaml(plain).encode()).hexdigest()[:16]
 
 
 def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.Model) -> DiagnosticsCallback:
@@ -204,7 +211,7 @@ def train(
     """
     dataset = load_dataset(ensure_dataset(config.data))
     arrays = prepare_arrays(config, dataset)
-    resume = ResumeState(config.training.resume_dir) if config.training.resume_dir else None
+    resume = ResumeState(config.training.resume_dir, fingerprint(config)) if config.training.resume_dir else None
     if resume is not None and resume.resuming:
         print(f"resuming from {resume.directory} ({resume.elapsed / 60:.1f} min trained before)", flush=True)
     model = compile_model(config, arrays, dataset.robot)
