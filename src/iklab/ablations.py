@@ -33,6 +33,7 @@ import numpy as np
 
 from . import metric_names as M
 from .config import (
+    USER_ERRORS,
     ConfigError,
     ExperimentConfig,
     apply_overrides,
@@ -226,7 +227,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .console import Terminated, import_tensorflow_quietly, quiet_console, stop_on_signals
+    from .console import run_heavy
 
     args = _parse_args(argv)
     try:
@@ -235,17 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"iklab.ablations: error: {exc}", file=sys.stderr)
         return 2
-    stop_on_signals()
-    import_tensorflow_quietly()
-    quiet_console()
-    try:
-        run_id, results = run_ablations(file, rows)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"iklab.ablations: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        print(f"iklab.ablations: stopped ({exc or 'interrupted'}); its MLflow runs are marked KILLED", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+    mistakes = (*USER_ERRORS, RuntimeError)  # RuntimeError: a row's training diverged
+    status, ran = run_heavy(
+        "iklab.ablations", lambda: run_ablations(file, rows), mistakes=mistakes, runs="its MLflow runs are"
+    )
+    if status is not None:
+        return status
+    run_id, results = ran
     print(results_markdown(file, results))
     print(f"parent run {run_id}")
     return 0

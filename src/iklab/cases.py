@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError
-from .console import OneLineParser, Terminated, import_tensorflow_quietly, quiet_console, stop_on_signals
+from .config import USER_ERRORS, ConfigError
+from .console import OneLineParser, run_heavy
 
 # Relative to the working directory, like every path in iklab's commands (run from the repository, as
 # `make cases` and `mlflow run` do); `--cases-dir` points elsewhere.
@@ -55,20 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"iklab.cases: error: {exc}", file=sys.stderr)
         return 2
-    stop_on_signals()
-    import_tensorflow_quietly()
-    quiet_console()
-    from .diagnosis_cases import load_case, run_cases, summary_markdown  # TensorFlow: only now
 
-    try:
+    def work() -> list:
+        from .diagnosis_cases import load_case, run_cases  # TensorFlow: only now
+
         cases = sorted((load_case(p) for p in paths), key=lambda c: c.title)  # "1. ..." first
-        results = run_cases(cases, quick=quick)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"iklab.cases: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
-        print(f"iklab.cases: stopped ({exc or 'interrupted'}); its MLflow runs are marked KILLED", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return run_cases(cases, quick=quick)
+
+    status, results = run_heavy("iklab.cases", work, mistakes=USER_ERRORS, runs="its MLflow runs are")
+    if status is not None:
+        return status
+    from .diagnosis_cases import summary_markdown
+
     print(summary_markdown(results))
     return 0 if all(r.diagnosed for r in results) else 1
 

@@ -26,6 +26,11 @@ class ConfigError(ValueError):
     """A configuration mistake; the message names the file and the key."""
 
 
+# What a command reports in one line as the user's mistake when found late (a bad value in a
+# file, a missing dataset path), not as a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ValueError, FileNotFoundError)
+
+
 # Fields with a range: checked when a config is built from YAML (a None value is not checked).
 def _rule(rule: str, check: typing.Callable[[float], bool], *, default: object) -> object:
     """A dataclass field whose value must pass ``check``; ``rule`` says how, in the error."""

@@ -129,3 +129,24 @@ def number_at_least(kind: type, low: float) -> Callable[[str], float]:
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def run_heavy(
+    prog: str, work: Callable[[], object], *, mistakes: tuple[type, ...], runs: str
+) -> tuple[int | None, object]:
+    """The training part of a command, once its arguments are good: SIGTERM and SIGHUP handled
+    like Ctrl-C, TensorFlow imported without its start-up chatter, then ``work()`` (which
+    imports what it needs). Returns ``(None, work's result)``, or ``(exit status, None)``
+    after one line: 2 for ``mistakes`` found late (a bad value in a file), 130 for Ctrl-C and
+    143 for a signal, saying ``runs`` (e.g. "its MLflow runs") are marked KILLED."""
+    stop_on_signals()
+    import_tensorflow_quietly()
+    quiet_console()
+    try:
+        return None, work()
+    except mistakes as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
+        print(f"{prog}: stopped ({exc or 'interrupted'}); {runs} marked KILLED", file=sys.stderr)
+        return (143 if isinstance(exc, Terminated) else 130), None

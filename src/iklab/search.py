@@ -10,16 +10,8 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .config import ConfigError, apply_overrides
-from .console import (
-    OneLineParser,
-    Terminated,
-    import_tensorflow_quietly,
-    number_at_least,
-    quiet_console,
-    quiet_optuna,
-    stop_on_signals,
-)
+from .config import USER_ERRORS, ConfigError, apply_overrides
+from .console import OneLineParser, number_at_least, quiet_optuna, run_heavy
 from .search_config import SearchConfig, base_experiment, load_search, make_study
 
 
@@ -91,19 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"iklab.search: error: {exc}", file=sys.stderr)
         return 2
-    stop_on_signals()
-    import_tensorflow_quietly()
-    quiet_console()
-    from .study import run_search  # TensorFlow, MLflow: only once the command line is known to be good
 
-    try:
-        result = run_search(config, study)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"iklab.search: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
-        print(f"iklab.search: stopped ({exc or 'interrupted'}); its MLflow runs are marked KILLED", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+    def work() -> object:
+        from .study import run_search  # TensorFlow, MLflow: only once the command line is known to be good
+
+        return run_search(config, study)
+
+    status, result = run_heavy("iklab.search", work, mistakes=USER_ERRORS, runs="its MLflow runs are")
+    if status is not None:
+        return status
     if result.note:
         print(result.note)
         return 0 if result.best_trial is not None else 1

@@ -10,8 +10,8 @@ import argparse
 import sys
 
 from . import metric_names as M
-from .config import ConfigError, load_experiment
-from .console import OneLineParser, Terminated, import_tensorflow_quietly, quiet_console, stop_on_signals
+from .config import USER_ERRORS, ConfigError, load_experiment
+from .console import OneLineParser, run_heavy
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,19 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"iklab.train: error: {exc}", file=sys.stderr)
         return 2
-    stop_on_signals()
-    import_tensorflow_quietly()
-    quiet_console()
-    from .training import train  # TensorFlow, MLflow: only once the command line is known to be good
 
-    try:
-        result = train(config)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"iklab.train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal: the run ended as KILLED
-        print(f"iklab.train: stopped ({exc or 'interrupted'}); the MLflow run is marked KILLED", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+    def work() -> object:
+        from .training import train  # TensorFlow, MLflow: only once the command line is known to be good
+
+        return train(config)
+
+    status, result = run_heavy("iklab.train", work, mistakes=USER_ERRORS, runs="the MLflow run is")
+    if status is not None:
+        return status
     if result.status != "finished":
         print(f"iklab.train: run {result.run_id} failed: {result.reason}", file=sys.stderr)
         return 1
