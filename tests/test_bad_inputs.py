@@ -76,6 +76,27 @@ ROWS = [
     ),
     ("search-file-missing", ["iklab.search", "--experiment", "no/such.yaml"], "no/such.yaml: file not found"),
     (
+        "final-overrides-unknown-key",
+        ["iklab.search", "--experiment", SEARCH, "--final-overrides", "training.bogus=1"],
+        "unknown key training.bogus",
+    ),
+    (
+        "final-budget-negative",
+        ["iklab.search", "--experiment", SEARCH, "--final-overrides", "training.time_budget_minutes=-1"],
+        "training.time_budget_minutes must be > 0, got -1.0",
+    ),
+    ("time-budget-0", train("training.time_budget_minutes=0"), "training.time_budget_minutes must be > 0, got 0"),
+    (
+        "ablation-unknown-row",
+        ["iklab.ablations", "--file", str(ROOT / "experiments" / "ablations_jaco.yaml"), "--only", "nope"],
+        "no row named 'nope'",
+    ),
+    (
+        "ablation-budget-negative",
+        ["iklab.ablations", "--file", str(ROOT / "experiments" / "ablations_jaco.yaml"), "--budget-minutes", "-2"],
+        "budget_minutes must be > 0, got -2.0",
+    ),
+    (
         "unknown-case",
         ["iklab.cases", "--cases", "no_such_case", "--cases-dir", str(ROOT / "experiments" / "cases")],
         "unknown case 'no_such_case'",
@@ -89,7 +110,7 @@ def _run(command: list[str], folder: Path) -> subprocess.CompletedProcess:
     file's `base:` is relative to it, as in the README), else from ``folder``."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}
     env.pop("MLFLOW_RUN_ID", None)
-    cwd = ROOT if command[0] == "iklab.search" else folder
+    cwd = ROOT if command[0] in ("iklab.search", "iklab.ablations") else folder
     return subprocess.run(
         [sys.executable, "-m", *command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
