@@ -89,3 +89,18 @@ def test_mixed_loss_adds_the_weighted_joint_loss(rng, jaco):
     np.testing.assert_allclose(mixed, task + 2.5 * joint, rtol=1e-5)
     with pytest.raises(ValueError, match="needs the robot"):
         build_loss(TrainingConfig(loss="task"), "sincos")
+
+
+def test_a_task_space_run_is_judged_on_the_pose_not_the_joints(mlflow_store):
+    from helpers import HEALTHY
+
+    from iklab.config import experiment_from_dict
+    from iklab.training import train
+
+    raw = {**HEALTHY, "training": {**HEALTHY["training"], "loss": "task"}, "mlflow": {"log_model": False}}
+    result = train(experiment_from_dict(raw))
+    assert result.status == "finished"
+    last = result.history[-1]
+    assert {f"r2/j{i}" for i in range(12)} <= set(last)  # x, y, z and the rotation matrix, row by row
+    assert last["r2_mean"] > 0.95 and "collapsed_to_mean" not in result.flags
+    assert result.metrics["test/position_error_mm_median"] < 30

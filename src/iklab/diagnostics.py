@@ -152,7 +152,9 @@ class DiagnosticsCallback(keras.callbacks.Callback):
 
     probe_x: model inputs (~4k rows). probe_targets: (N, k) targets where R^2 means something;
     ``decode`` maps raw model outputs there (identity if None). angular_targets: residuals are
-    wrapped to [-pi, pi). loss_fn: the training loss (callable or Keras name) for the gradient
+    wrapped to [-pi, pi). ``fit_space`` (optional) maps decoded predictions and targets alike
+    into the space where R^2 is judged instead (e.g. the pose, for a loss that accepts any joints
+    reaching it); its values are not angular. loss_fn: the training loss (callable or Keras name) for the gradient
     norms on grad_batch = (x, y), one training batch. Each epoch appends a dict to ``history``
     (with its 1-based ``epoch``) and writes the same metrics into ``logs`` for the callbacks after
     this one; ``last_prediction`` keeps the epoch's decoded probe prediction for them too.
@@ -167,6 +169,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         grad_batch: tuple,
         decode: Callable | None = None,
         angular_targets: bool = False,
+        fit_space: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         if len(grad_batch) != 2:
@@ -175,7 +178,9 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.probe_x, self.probe_targets = probe_x, targets.reshape(len(targets), -1)
         self.loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
         self.grad_batch, self.decode = tuple(grad_batch), decode or (lambda raw: raw)
-        self.angular_targets = angular_targets
+        self.angular_targets = angular_targets and fit_space is None
+        self.fit_space = fit_space
+        self._fit_targets = fit_space(self.probe_targets) if fit_space else self.probe_targets
         self.history: list[dict[str, float]] = []
         self.last_prediction: np.ndarray | None = None
 
@@ -242,7 +247,8 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         raw = [r.numpy() for r in raw]
         pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
         self.last_prediction = pred.reshape(self.probe_targets.shape)
-        return {**metrics, **fit_metrics(self.last_prediction, self.probe_targets, self.angular_targets)}
+        fitted = self.fit_space(self.last_prediction) if self.fit_space else self.last_prediction
+        return {**metrics, **fit_metrics(fitted, self._fit_targets, self.angular_targets)}
 
     def _update_ratios(self) -> dict[str, float]:
         current, ratios = self._snapshot(), {}

@@ -117,10 +117,15 @@ def fingerprint(config: ExperimentConfig) -> str:
     return hashlib.sha256(to_yaml(plain).encode()).hexdigest()[:16]
 
 
-def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.Model) -> DiagnosticsCallback:
+def diagnostics_callback(
+    config: ExperimentConfig, arrays: Arrays, model: keras.Model, robot: Robot
+) -> DiagnosticsCallback:
     probe = slice(0, config.diagnostics.probe_rows)
     batch = slice(0, config.training.batch_size)
     encoding = config.data.output_encoding
+    # A task-space loss accepts any joints that reach the pose (another branch of the wrist
+    # included), so R^2 and the collapse check are judged on the pose, not on the joints.
+    task_space = config.training.loss in TASK_LOSSES
     return DiagnosticsCallback(
         arrays.x_val[probe],
         arrays.q_val[probe],
@@ -128,6 +133,7 @@ def diagnostics_callback(config: ExperimentConfig, arrays: Arrays, model: keras.
         grad_batch=(arrays.x_train[batch], arrays.y_train[batch]),
         decode=lambda y: decode_outputs(y, encoding),
         angular_targets=True,
+        fit_space=(lambda q: pose_targets(robot, q)) if task_space else None,
     )
 
 
@@ -219,7 +225,7 @@ def train(
     budget = config.training.time_budget_minutes
     timer = TimeBudget(config.optimizer, budget * 60, elapsed) if budget else None
     epochs = BUDGET_MAX_EPOCHS if budget else config.training.epochs
-    diagnostics = diagnostics_callback(config, arrays, model)
+    diagnostics = diagnostics_callback(config, arrays, model, dataset.robot)
     task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
     with logging_.training_run(
         run_name or config.mlflow.run_name or config.name,
