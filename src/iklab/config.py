@@ -106,6 +106,9 @@ class TrainingConfig:
     loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped | task | mixed
     joint_weight: float = at_least(0, default=1.0)  # mixed: task-space loss + joint_weight * the auto joint loss
     task_length_m: float = positive(default=0.2)  # task and mixed: position error in units of this length
+    # task and mixed: the joint loss alone for this share of the run first, which keeps the
+    # network in the training data's IK branch (0: the task-space loss from the start)
+    joint_first: float = fraction(default=0.3)
     early_stopping_patience: int = at_least(0, default=6)  # epochs without val_loss improvement; 0 disables
     reduce_lr_patience: int = at_least(0, default=3)  # constant schedule only; 0 disables
     reduce_lr_factor: float = _rule("in (0, 1)", lambda v: 0 < v < 1, default=0.5)

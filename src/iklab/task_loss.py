@@ -95,6 +95,9 @@ class TaskSpaceLoss:
             raise ValueError(f"training.task_length_m must be > 0, got {length}")
         self.robot, self.output_encoding, self.length = robot, output_encoding, float(length)
         self.joint_loss, self.joint_weight = joint_loss, float(joint_weight)
+        # 1: the task-space loss (mixed: with its joint term); 0: the joint loss alone, which
+        # JointFirst sets for the first part of a run (it anchors the training data's IK branch)
+        self.task_share = keras.Variable(1.0, trainable=False, name="task_share")
         self.__name__ = "task_space_loss"  # Keras names the loss after its function
 
     def __call__(self, y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
@@ -108,6 +111,42 @@ class TaskSpaceLoss:
         position_term = ops.sum(ops.square(position - target_p), axis=-1) / self.length**2
         rotation_term = 0.5 * ops.sum(ops.square(rotation - target_r), axis=(-2, -1))
         loss = position_term + rotation_term
-        if self.joint_loss is not None and self.joint_weight:
-            loss = loss + self.joint_weight * self.joint_loss(y_true[:, :joints], y_pred)
-        return loss
+        if self.joint_loss is None:
+            return loss
+        joint = self.joint_loss(y_true[:, :joints], y_pred)
+        if self.joint_weight:
+            loss = loss + self.joint_weight * joint
+        share = ops.cast(self.task_share, "float32")
+        return share * loss + (1.0 - share) * joint
+
+
+class JointFirst(keras.callbacks.Callback):
+    """The joint loss alone for the first ``fraction`` of a run, then the task-space loss.
+
+    The task-space loss accepts any joints that reach the pose; trained from the start it
+    settles in whichever IK branch it meets first (on Jaco's working region: another branch,
+    every joint tens of degrees from the data's, within the joint limits). Begun in the data's
+    branch, it refines the fit there. ``progress()`` says how far the run is (a time budget's
+    share spent); by default the share of epochs begun."""
+
+    def __init__(self, loss: TaskSpaceLoss, fraction: float, epochs: int, progress: object = None) -> None:
+        super().__init__()
+        self.loss, self.fraction, self.epochs, self._progress = loss, fraction, epochs, progress
+        self._epoch = 0
+
+    def _update(self) -> None:
+        progress = self._progress() if self._progress is not None else self._epoch / self.epochs
+        share = 1.0 if progress >= self.fraction else 0.0
+        if float(self.loss.task_share.numpy()) != share:
+            self.loss.task_share.assign(share)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._update()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        self._update()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self._progress is not None and batch % 50 == 0:  # a time budget moves within an epoch
+            self._update()

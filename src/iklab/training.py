@@ -29,7 +29,7 @@ from .models import TASK_LOSSES, TimeBudget, build_loss, build_model, build_opti
 from .packaging import log_ik_model
 from .resume import ResumeState
 from .solver import predict_joints
-from .task_loss import pose_targets
+from .task_loss import JointFirst, pose_targets
 
 # A run with training.time_budget_minutes ends on time; this only bounds its epochs.
 BUDGET_MAX_EPOCHS = 100_000
@@ -253,6 +253,9 @@ def train(
             probes = [backup, *probes, progress]
         if timer is not None:  # sets the learning rate from the time spent, ends training on time
             probes = [timer, *probes]
+        if config.training.loss in TASK_LOSSES and config.training.joint_first:  # after the timer it asks
+            progress = timer.progress if timer is not None else None
+            probes = [*probes, JointFirst(model.loss, config.training.joint_first, epochs, progress)]
         callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
         model.fit(
