@@ -172,7 +172,7 @@ def budget_line(study: optuna.Study, result: StudyResult) -> str:
         f"**Budget:** {result.trials_seconds / 60:.1f} min of trials"
         + (f" (pruned: {pruned})" if pruned else "")
         + f", {result.final_seconds / 60:.1f} min retraining the best configuration, "
-        f"{other / 60:.1f} min for the rest (data, the study's artifacts)."
+        f"{other / 60:.1f} min outside them (the dataset is made in the first trial)."
     )
 
 
