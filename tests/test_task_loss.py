@@ -97,13 +97,18 @@ def test_a_task_space_run_is_judged_on_the_pose_not_the_joints(mlflow_store):
     from iklab.config import experiment_from_dict
     from iklab.training import train
 
-    raw = {**HEALTHY, "training": {**HEALTHY["training"], "loss": "task"}, "mlflow": {"log_model": False}}
+    training = {**HEALTHY["training"], "loss": "task", "epochs": 8, "batch_size": 128}  # ~15 s
+    raw = {**HEALTHY, "training": training, "mlflow": {"log_model": False}}
     result = train(experiment_from_dict(raw))
     assert result.status == "finished"
     last = result.history[-1]
     assert {f"r2/j{i}" for i in range(12)} <= set(last)  # x, y, z and the rotation matrix, row by row
     assert last["r2_mean"] > 0.95 and "collapsed_to_mean" not in result.flags
-    assert result.metrics["test/position_error_mm_median"] < 30
+    # learned: 3x closer than predicting the mean pose (~130 mm on this box)
+    assert result.metrics["test/position_error_mm_median"] < 50
+    assert (
+        result.metrics["baseline/mean/position_error_mm_median"] > 3 * result.metrics["test/position_error_mm_median"]
+    )
     # joint_first (0.3 by default): the joint loss alone for the first epochs kept the network
     # in the data's IK branch, and the task-space loss took over for the rest
     assert result.metrics["test/joint_error_deg_mean"] < 5
