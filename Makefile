@@ -57,9 +57,11 @@ search: venv
 # What more compute buys: 5M training rows, the best configuration retrained for LONG_MINUTES
 # (error against time in its run); rerun the same command to resume an interrupted one.
 LONG_MINUTES ?= 120
+LONG_STUDY ?= ik-jaco-search-long
 search-long: venv
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search \
-	  -P experiment=experiments/search_jaco_long.yaml -P final_overrides="training.time_budget_minutes=$(LONG_MINUTES)"
+	  -P experiment=experiments/search_jaco_long.yaml -P study_name=$(LONG_STUDY) \
+	  -P final_overrides="training.time_budget_minutes=$(LONG_MINUTES)"
 
 # The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (3 to 7 min here).
 cases: venv
