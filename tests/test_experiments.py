@@ -17,11 +17,14 @@ from iklab.training import train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TRAINING_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "base:" not in p.read_text())
-SEARCH_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "base:" in p.read_text())
+SEARCH_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "\nstudy:" in p.read_text())
+# (the ablations file, with `base:` and `ablations:`, is test_ablations.py's)
 # The file's own settings with its size shrunk: a few thousand rows, one epoch.
 TINY = {
     "data.rows": 3000,
     "training.epochs": 1,
+    "training.time_budget_minutes": None,  # a final retraining's budget: one epoch instead
+    "training.resume_dir": None,
     "diagnostics.probe_rows": 128,
     "evaluation.knn_rows": 1000,
     "evaluation.test_rows": 200,
@@ -33,7 +36,8 @@ def _tiny(tmp_path: Path) -> dict:
 
 
 def test_every_kind_of_file_is_covered():
-    assert len(TRAINING_FILES) >= 3 and len(SEARCH_FILES) >= 1 and len(case_paths(EXPERIMENTS / "cases")) >= 4
+    assert len(TRAINING_FILES) >= 3 and len(SEARCH_FILES) >= 2 and len(case_paths(EXPERIMENTS / "cases")) >= 4
+    assert {p.name for p in SEARCH_FILES} >= {"search_jaco.yaml", "search_jaco_long.yaml"}
 
 
 @pytest.mark.slow
