@@ -43,7 +43,7 @@ def test_every_kind_of_file_is_covered():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TRAINING_FILES, ids=lambda p: p.stem)
 def test_training_file_trains_one_epoch(path, tmp_path, mlflow_store):
-    config = load_experiment(path, [f"{k}={v}" for k, v in _tiny(tmp_path).items()])
+    config = load_experiment(path, [f"{k}={'null' if v is None else v}" for k, v in _tiny(tmp_path).items()])
     result = train(config, log_model=False)
     assert result.status == "finished", result.reason
     assert len(result.history) == 1 and math.isfinite(result.metrics["test/position_error_mm_median"])
