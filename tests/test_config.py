@@ -22,6 +22,12 @@ def test_every_experiment_file_loads():
             search = load_search(path)  # checks the space, the base and the overrides
             assert search.space and isinstance(base_experiment(search, final=True), ExperimentConfig)
             continue
+        if path.name.startswith("ablations_"):
+            from iklab.ablations import load_ablations
+
+            ablations = load_ablations(path)  # checks every row's experiment
+            assert all(isinstance(ablations.experiment(row), ExperimentConfig) for row in ablations.rows())
+            continue
         config = load_experiment(path)
         assert isinstance(config, ExperimentConfig) and config.name == path.stem
 
