@@ -204,7 +204,7 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self._updated < self.UPDATE_SECONDS:
             return
         self._updated = now
-        progress = min(1.0, (now - self._started) / self.seconds)
+        progress = min(1.0, self.progress())
         rate = self.schedule if isinstance(self.schedule, float) else float(self.schedule(progress * PROGRESS_UNITS))
         self.model.optimizer.learning_rate.assign(rate)
         if progress >= 1.0:

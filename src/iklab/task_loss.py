@@ -1,6 +1,6 @@
 """A task-space loss: the error of the predicted joints measured where it matters, at the end
 effector, through a differentiable forward kinematics written with ``keras.ops`` (TensorFlow
-here, on the CPU or a GPU, fused by XLA with the rest of the training step).
+here, on the CPU or a GPU; Keras compiles the step with XLA only when a GPU is present).
 
 The joint loss treats every joint alike and every radian alike; a radian of the shoulder moves
 the hand much further than one of the wrist. The task-space loss is
@@ -23,7 +23,7 @@ import math
 import keras
 import numpy as np
 
-from .kinematics import Robot, fk
+from .kinematics import Robot, fk_rotation_translation
 
 POSE_TARGET_COLUMNS = 12  # x, y, z, r00 .. r22
 DEFAULT_LENGTH_M = 0.2
@@ -71,8 +71,8 @@ def decode_ops(y: keras.KerasTensor, output_encoding: str) -> keras.KerasTensor:
 
 def pose_targets(robot: Robot, q: np.ndarray) -> np.ndarray:
     """``(N, 12)`` float32 target poses of joints ``q``: position, then rotation row by row."""
-    poses = fk(robot, q)
-    return np.concatenate([poses[:, :3, 3], poses[:, :3, :3].reshape(-1, 9)], axis=1).astype(np.float32)
+    rotation, position = fk_rotation_translation(robot, q)
+    return np.concatenate([position, rotation.reshape(-1, 9)], axis=1).astype(np.float32)
 
 
 class TaskSpaceLoss:

@@ -237,7 +237,7 @@ def train(
             on_run_start(run.info.run_id)
         logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
         epoch_logger = logging_.EpochLogger(run.info.run_id, None if budget else epochs, elapsed)
-        backup, progress = resume.callbacks() if resume is not None else (None, None)
+        backup, save_progress = resume.callbacks() if resume is not None else (None, None)
         # Keras calls these in order each epoch, all with the same `logs` dict:
         #   diagnostics   writes the probe's R^2, dead/zero fractions, gradient norms, ... into
         #                 logs and keeps the decoded probe prediction (last_prediction)
@@ -250,12 +250,12 @@ def train(
         #   and the progress file after the epoch logger, which wrote the elapsed time into logs)
         probes = [diagnostics, task_probe, epoch_logger]
         if resume is not None:
-            probes = [backup, *probes, progress]
+            probes = [backup, *probes, save_progress]
         if timer is not None:  # sets the learning rate from the time spent, ends training on time
             probes = [timer, *probes]
         if config.training.loss in TASK_LOSSES and config.training.joint_first:  # after the timer it asks
-            progress = timer.progress if timer is not None else None
-            probes = [*probes, JointFirst(model.loss, config.training.joint_first, epochs, progress)]
+            share_spent = timer.progress if timer is not None else None
+            probes = [*probes, JointFirst(model.loss, config.training.joint_first, epochs, share_spent)]
         callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
         model.fit(
