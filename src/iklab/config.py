@@ -62,6 +62,12 @@ class DataConfig:
     input_encoding: str = "xyz_quat"  # xyz_rpy (the original question's) | xyz_quat | xyz_rot6d
     output_encoding: str = "sincos"  # angles | sincos (two outputs per joint, decoded by atan2)
     train_rows: int | None = at_least(1, default=None)  # use only this many training rows (searches on a subsample)
+    val_rows: int | None = at_least(1, default=None)  # validate on at most this many rows (streamed: 200k unless set)
+    # Beyond memory: stream the training rows from the Parquet parts (iklab.stream) when the
+    # in-memory estimate exceeds memory_budget_gb; stream: true / false forces either way.
+    stream: bool | None = None
+    memory_budget_gb: float = positive(default=4.0)
+    shuffle_buffer: int = at_least(1, default=1_000_000)  # streamed: rows shuffled together
 
 
 @dataclass(frozen=True)

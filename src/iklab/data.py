@@ -10,15 +10,16 @@ import contextlib
 import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from data_gen.ambiguity import measure_ambiguity
 from data_gen.dataset import iter_parts, read_card, verify
-from data_gen.generate import generate
+from data_gen.generate import SPLITS, generate
 
 from .config import DataConfig
 from .encodings import JOINT_COLUMNS, POSE_COLUMNS, poses_from_position_quat
@@ -131,19 +132,55 @@ def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
     return path
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load and verify (sha256) a dataset directory into in-memory splits."""
+def _part_rows(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """A part's ``(N, 13)`` joints + pose values and its ``(N,)`` split labels."""
+    columns = JOINT_COLUMNS + POSE_COLUMNS
+    values = np.column_stack([table[c].to_numpy() for c in columns])
+    return values, table["split"].to_numpy(zero_copy_only=False).astype(str)
+
+
+def _as_split(rows: np.ndarray) -> Split:
+    return Split(rows[:, :6].copy(), rows[:, 6:9].copy(), rows[:, 9:13].copy())
+
+
+def load_dataset(path: str | Path, limits: Mapping[str, int | None] | None = None) -> Dataset:
+    """Load and verify (sha256) a dataset directory into in-memory splits.
+
+    ``limits`` (split name -> rows): keep only the first rows of those splits; parts are read one
+    at a time and no further than every limited split needs, so memory follows the limits, not
+    the dataset (what a streamed training loads: samples of the training rows, validation and test).
+    """
     path = Path(path)
     card = verify(path)
-    columns = JOINT_COLUMNS + POSE_COLUMNS
-    values, labels = [], []
-    for table in iter_parts(path, columns + ["split"], card):
-        values.append(np.column_stack([table[c].to_numpy() for c in columns]))
-        labels.append(table["split"].to_numpy(zero_copy_only=False).astype(str))
-    data, split = np.concatenate(values), np.concatenate(labels)
-    splits = {}
-    for name in ("train", "val", "test"):
-        rows = data[split == name]
-        splits[name] = Split(rows[:, :6].copy(), rows[:, 6:9].copy(), rows[:, 9:13].copy())
+    limit = {name: (limits or {}).get(name) for name in SPLITS}
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    held = dict.fromkeys(SPLITS, 0)
+    for table in iter_parts(path, JOINT_COLUMNS + POSE_COLUMNS + ["split"], card):
+        values, labels = _part_rows(table)
+        for name in SPLITS:
+            rows = values[labels == name]
+            if limit[name] is not None:
+                rows = rows[: limit[name] - held[name]]
+            kept[name].append(rows)
+            held[name] += len(rows)
+        if all(limit[name] is not None and held[name] >= limit[name] for name in SPLITS):
+            break
+    splits = {name: _as_split(np.concatenate(kept[name])) for name in SPLITS}
     robot = Robot.from_dict(card["robot"])
     return Dataset(path, card, robot, Region.from_dict(card["region"]), **splits)
+
+
+def split_rows_per_part(path: str | Path, split: str, card: dict | None = None) -> list[int]:
+    """How many rows of ``split`` each part holds, in the card's order (reads the split column only)."""
+    return [
+        int(np.count_nonzero(table["split"].to_numpy(zero_copy_only=False).astype(str) == split))
+        for table in iter_parts(path, ["split"], card)
+    ]
+
+
+def read_part(path: str | Path, card: dict, index: int, split: str) -> Split:
+    """The rows of ``split`` in part ``index`` (file order), as a Split."""
+    entry = {**card, "files": [card["files"][index]]}
+    (table,) = iter_parts(path, JOINT_COLUMNS + POSE_COLUMNS + ["split"], entry)
+    values, labels = _part_rows(table)
+    return _as_split(values[labels == split])

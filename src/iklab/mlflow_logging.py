@@ -113,8 +113,11 @@ def log_config(config: object, n_parameters: int, train_rows: int) -> None:
     mlflow.set_tag("git_commit", git_commit())
 
 
-def log_setup(config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, n_parameters: int) -> None:
-    log_config(config, n_parameters, len(x_train))
+def log_setup(
+    config: ExperimentConfig, dataset: Dataset, x_train: np.ndarray, train_rows: int, n_parameters: int
+) -> None:
+    """``x_train``: (a sample of) the encoded training inputs; ``train_rows``: rows per epoch."""
+    log_config(config, n_parameters, train_rows)
     mlflow.set_tags(
         {
             "dataset": dataset.path.name,

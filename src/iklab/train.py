@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         f"k-NN {m[M.KNN_POSITION_MEDIAN]:.2f} mm, "
         f"mean {m[M.MEAN + M.POSITION_MEDIAN]:.1f} mm; flags: {', '.join(result.flags) or 'none'}"
     )
+    print(f"trained {m['train_seconds']:.0f} s ({m['epochs_run']:.0f} epochs); peak memory {m['peak_rss_mb']:.0f} MB")
     return 0
 
 

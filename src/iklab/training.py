@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ import iklab
 from . import metric_names as M
 from . import mlflow_logging as logging_
 from .config import ExperimentConfig, to_yaml
-from .data import Dataset, Split, ensure_dataset, load_dataset
+from .data import Dataset, Split, ensure_dataset, load_dataset, read_card
 from .diagnostics import DiagnosticsCallback, evaluate_flags
 from .encodings import OUTPUT_ENCODINGS, decode_outputs, encode_inputs, encode_targets
 from .evaluation import evaluate_with_baselines, task_space_errors
@@ -29,6 +30,7 @@ from .models import TASK_LOSSES, TimeBudget, build_loss, build_model, build_opti
 from .packaging import log_ik_model
 from .resume import ResumeState
 from .solver import predict_joints
+from .stream import TrainStream, eval_limits, streaming_reason
 from .task_loss import JointFirst, pose_targets
 
 # A run with training.time_budget_minutes ends on time; this only bounds its epochs.
@@ -61,32 +63,67 @@ class Arrays:
     q_train: np.ndarray
     q_val: np.ndarray
     q_test: np.ndarray
+    # Streamed training (data beyond memory): the rows fit() reads; x_train/y_train/q_train are
+    # then a sample of them (normalization, diagnostics, the k-NN baseline).
+    stream: TrainStream | None = None
+
+    @property
+    def n_train(self) -> int:
+        """Training rows one epoch passes over."""
+        return len(self.stream) if self.stream is not None else len(self.x_train)
 
 
-def prepare_arrays(config: ExperimentConfig, dataset: Dataset) -> Arrays:
-    data = config.data
-    train = dataset.train.head(data.train_rows)
+def features(config: ExperimentConfig, robot: Robot, split: Split) -> np.ndarray:
+    return encode_inputs(split.position, split.quat, config.data.input_encoding, robot)
+
+
+def targets(config: ExperimentConfig, robot: Robot, split: Split) -> np.ndarray:
+    encoded = encode_targets(split.q, config.data.output_encoding)
+    if config.training.loss not in TASK_LOSSES:
+        return encoded
+    return np.concatenate([encoded, pose_targets(robot, split.q)], axis=1)  # FK once, not per step
+
+
+def prepare_arrays(config: ExperimentConfig, dataset: Dataset, stream: TrainStream | None = None) -> Arrays:
+    train = dataset.train.head(config.data.train_rows)
     test = dataset.test.head(config.evaluation.test_rows)
-
-    def features(split: Split) -> np.ndarray:
-        return encode_inputs(split.position, split.quat, data.input_encoding, dataset.robot)
-
-    def targets(split: Split) -> np.ndarray:
-        encoded = encode_targets(split.q, data.output_encoding)
-        if config.training.loss not in TASK_LOSSES:
-            return encoded
-        return np.concatenate([encoded, pose_targets(dataset.robot, split.q)], axis=1)  # FK once, not per step
-
+    robot = dataset.robot
     return Arrays(
-        x_train=features(train),
-        y_train=targets(train),
-        x_val=features(dataset.val),
-        y_val=targets(dataset.val),
-        x_test=features(test),
+        x_train=features(config, robot, train),
+        y_train=targets(config, robot, train),
+        x_val=features(config, robot, dataset.val),
+        y_val=targets(config, robot, dataset.val),
+        x_test=features(config, robot, test),
         q_train=train.q,
         q_val=dataset.val.q,
         q_test=test.q,
+        stream=stream,
     )
+
+
+def open_dataset(config: ExperimentConfig) -> tuple[Dataset, TrainStream | None]:
+    """The experiment's dataset (generated if missing), in memory or, beyond the memory budget,
+    with its training rows streamed (validation and test rows in memory, bounded)."""
+    path = ensure_dataset(config.data)
+    reason = streaming_reason(config.data, read_card(path))
+    test_rows = config.evaluation.test_rows
+    if reason is None:
+        return load_dataset(path, {"val": config.data.val_rows, "test": test_rows}), None
+    dataset = load_dataset(path, eval_limits(config.data, test_rows))
+    stream = TrainStream(
+        path,
+        dataset.card,
+        encode=lambda split: (features(config, dataset.robot, split), targets(config, dataset.robot, split)),
+        seed=config.seed,
+        shuffle_rows=config.data.shuffle_buffer,
+        rows=config.data.train_rows,
+    )
+    print(
+        f"streaming {len(stream)} training rows from {path} ({reason}); in memory: "
+        f"{len(dataset.val)} validation and {len(dataset.test)} test rows",
+        flush=True,
+    )
+    return dataset, stream
 
 
 def compile_model(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> keras.Model:
@@ -102,7 +139,7 @@ def compile_model(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> ker
         train_targets=arrays.y_train[:, :outputs] if encoding == "angles" else None,
         name=config.name,
     )
-    steps = math.ceil(len(arrays.x_train) / config.training.batch_size)
+    steps = math.ceil(arrays.n_train / config.training.batch_size)
     time_driven = bool(config.training.time_budget_minutes)
     model.compile(
         optimizer=build_optimizer(config.optimizer, steps, config.training.epochs, time_driven=time_driven),
@@ -215,8 +252,8 @@ def train(
     one that requests a stop ends the run as "pruned". ``on_run_start`` gets the MLflow run's
     id as soon as the run exists, before any training (the search links its trial to it).
     """
-    dataset = load_dataset(ensure_dataset(config.data))
-    arrays = prepare_arrays(config, dataset)
+    dataset, stream = open_dataset(config)
+    arrays = prepare_arrays(config, dataset, stream)
     resume = ResumeState(config.training.resume_dir, fingerprint(config)) if config.training.resume_dir else None
     if resume is not None and resume.resuming:
         print(f"resuming from {resume.directory} ({resume.elapsed / 60:.1f} min trained before)", flush=True)
@@ -235,7 +272,7 @@ def train(
     ) as run:
         if on_run_start is not None:
             on_run_start(run.info.run_id)
-        logging_.log_setup(config, dataset, arrays.x_train, count_parameters(model))
+        logging_.log_setup(config, dataset, arrays.x_train, arrays.n_train, count_parameters(model))
         epoch_logger = logging_.EpochLogger(run.info.run_id, None if budget else epochs, elapsed)
         backup, save_progress = resume.callbacks() if resume is not None else (None, None)
         # Keras calls these in order each epoch, all with the same `logs` dict:
@@ -258,13 +295,14 @@ def train(
             probes = [*probes, JointFirst(model.loss, config.training.joint_first, epochs, share_spent)]
         callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
+        if stream is not None:  # batches from tf.data, shuffled there
+            rows = {"x": stream.dataset(config.training.batch_size), "shuffle": False}
+        else:
+            rows = {"x": arrays.x_train, "y": arrays.y_train, "batch_size": config.training.batch_size, "shuffle": True}
         model.fit(
-            arrays.x_train,
-            arrays.y_train,
+            **rows,
             validation_data=(arrays.x_val, arrays.y_val),
             epochs=epochs,
-            batch_size=config.training.batch_size,
-            shuffle=True,
             callbacks=callbacks,
             verbose=config.training.verbose,
         )
@@ -334,7 +372,15 @@ def evaluate_and_log(
     metrics.update(task_space_errors(dataset.robot, q_val, arrays.q_val).summary(M.VAL))
     metrics.update(reports["mean"].summary(M.MEAN))
     metrics.update(reports["knn"].summary(M.KNN))
-    metrics.update({"epochs_run": float(len(result.history)), "train_seconds": result.train_seconds})
+    metrics.update(
+        {
+            "epochs_run": float(len(result.history)),
+            "train_seconds": result.train_seconds,
+            # the process's peak resident memory so far (Linux: ru_maxrss in KiB): a streamed
+            # training's stays bounded whatever the dataset's size
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
     if result.history:  # empty for a resumed run that had already done every epoch
         val_losses = [h["val_loss"] for h in result.history]
         best = int(np.nanargmin(val_losses))
