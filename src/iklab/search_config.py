@@ -11,16 +11,18 @@ final_overrides: {...}    # for retraining the best configuration
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import optuna
 from optuna.storages import RDBStorage
-from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from .config import (
     ConfigError,
@@ -111,6 +113,78 @@ def base_experiment(config: SearchConfig, params: dict | None = None, final: boo
     return experiment_from_dict(apply_overrides(raw, overrides, config.source), config.source)
 
 
+# How long a study's storage call keeps retrying while its database cannot be reached (a
+# PostgreSQL restart): then the error goes up, and the trial or the worker fails as before.
+STORAGE_RETRY_SECONDS = 120.0
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """The database went away (refused, closed, restarting), here or as the cause Optuna wrapped."""
+    while exc is not None:
+        if isinstance(exc, (OperationalError, InterfaceError)) or getattr(exc, "connection_invalidated", False):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _retrying(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(self: RDBStorage, *args: object, **kwargs: object) -> object:
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if self.url.startswith("sqlite") or not _connection_lost(exc) or waited >= STORAGE_RETRY_SECONDS:
+                    raise
+                if not waited:
+                    print(
+                        f"study storage unreachable ({_first_line(exc)}): retrying for up to "
+                        f"{STORAGE_RETRY_SECONDS:.0f} s",
+                        flush=True,
+                    )
+                time.sleep(delay)
+                waited, delay = waited + delay, min(2 * delay, 8.0)
+
+    return call
+
+
+class ResilientRDBStorage(RDBStorage):
+    """Optuna's RDB storage whose calls ride out a database server's restart (not SQLite's: a
+    file does not restart, and its OperationalError is a real error): connections are checked
+    before use (``pool_pre_ping``) and a call that loses its connection is retried with bounded
+    back-off (0.5 s doubling to 8 s, for up to STORAGE_RETRY_SECONDS), heartbeats included, so
+    trials in progress go on instead of failing. A trial created by a call whose reply was lost
+    (committed, then retried) would be a second, empty trial: it goes stale and is failed."""
+
+
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
+
+
 def _open_storage(s: StudyConfig) -> RDBStorage:
     """The study's RDB storage with heartbeats. Several workers opening a fresh PostgreSQL
     database at once race to create Optuna's schema (a duplicate type or table): the losers
@@ -119,8 +193,9 @@ def _open_storage(s: StudyConfig) -> RDBStorage:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                return ResilientRDBStorage(
                     s.storage,
+                    engine_kwargs={"pool_pre_ping": True},
                     heartbeat_interval=s.heartbeat_seconds,
                     grace_period=2 * s.heartbeat_seconds,
                     heartbeat_stale_trial_callback=fail_lost_runs,
