@@ -46,6 +46,7 @@ bench: venv
 	$(BIN)/python bench/bench_ambiguity.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_task_loss.py
+	$(BIN)/python bench/bench_stream.py
 	$(BIN)/python bench/bench_diagnostics.py
 	$(BIN)/python bench/bench_refine.py
 	$(BIN)/python bench/bench_solver.py
