@@ -8,14 +8,14 @@ Epochs are timed after a first one that traces the step. Peak memory of a stream
 50M rows: README "Data beyond memory" (python -m iklab.train logs peak_rss_mb).
 """
 
-import argparse
 import dataclasses
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from iklab.config import load_experiment  # noqa: E402
+from timing import training_throughput_config  # noqa: E402
+
 from iklab.data import ensure_dataset, load_dataset  # noqa: E402
 from iklab.training import compile_model, open_dataset, prepare_arrays  # noqa: E402
 
@@ -25,11 +25,7 @@ def samples_per_second(config, streamed: bool, epochs: int) -> float:
     dataset, stream = open_dataset(variant)
     arrays = prepare_arrays(variant, dataset, stream)
     model = compile_model(variant, arrays, dataset.robot)
-    batch = config.training.batch_size
-    if stream is not None:
-        rows = {"x": stream.dataset(batch), "shuffle": False}
-    else:
-        rows = {"x": arrays.x_train, "y": arrays.y_train, "batch_size": batch, "shuffle": True}
+    rows = arrays.fit_rows(config.training.batch_size)
     model.fit(**rows, epochs=1, verbose=0)  # trace
     started = time.perf_counter()
     model.fit(**rows, epochs=epochs, verbose=0)
@@ -37,16 +33,7 @@ def samples_per_second(config, streamed: bool, epochs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="experiments/jaco_mlp.yaml")
-    parser.add_argument("--rows", type=int, default=400_000, help="training rows used")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=0, help="0: the experiment's")
-    args = parser.parse_args()
-    config = load_experiment(args.experiment, f"data.train_rows={args.rows}")
-    if args.batch_size:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, batch_size=args.batch_size))
+    args, config = training_throughput_config(__doc__.splitlines()[0], default_rows=400_000)
     load_dataset(ensure_dataset(config.data), {"train": 1, "val": 1, "test": 1})  # generated once, before timing
     rates: dict[str, list[float]] = {"in-memory": [], "streamed": []}
     for _ in range(args.repeats):  # interleaved, best of each: the machine's load drifts

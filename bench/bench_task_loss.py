@@ -7,14 +7,14 @@ Run: .venv/bin/python bench/bench_task_loss.py [--experiment experiments/jaco_ml
 Epochs are timed after a first one that traces and compiles the step (XLA on TensorFlow).
 """
 
-import argparse
 import dataclasses
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from iklab.config import load_experiment  # noqa: E402
+from timing import training_throughput_config  # noqa: E402
+
 from iklab.data import ensure_dataset, load_dataset  # noqa: E402
 from iklab.training import compile_model, prepare_arrays  # noqa: E402
 
@@ -30,16 +30,7 @@ def samples_per_second(config, dataset, epochs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="experiments/jaco_mlp.yaml")
-    parser.add_argument("--rows", type=int, default=200_000, help="training rows used")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=0, help="0: the experiment's")
-    args = parser.parse_args()
-    config = load_experiment(args.experiment, f"data.train_rows={args.rows}")
-    if args.batch_size:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, batch_size=args.batch_size))
+    args, config = training_throughput_config(__doc__.splitlines()[0], default_rows=200_000)
     dataset = load_dataset(ensure_dataset(config.data))
     losses = {"joint": config.training.loss, "task": "task", "mixed": "mixed"}
     rates: dict[str, list[float]] = {name: [] for name in losses}

@@ -132,11 +132,14 @@ def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
     return path
 
 
+def _labels(table: pa.Table) -> np.ndarray:
+    """A part's ``(N,)`` split labels."""
+    return table["split"].to_numpy(zero_copy_only=False).astype(str)
+
+
 def _part_rows(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """A part's ``(N, 13)`` joints + pose values and its ``(N,)`` split labels."""
-    columns = JOINT_COLUMNS + POSE_COLUMNS
-    values = np.column_stack([table[c].to_numpy() for c in columns])
-    return values, table["split"].to_numpy(zero_copy_only=False).astype(str)
+    return np.column_stack([table[c].to_numpy() for c in JOINT_COLUMNS + POSE_COLUMNS]), _labels(table)
 
 
 def _as_split(rows: np.ndarray) -> Split:
@@ -172,10 +175,7 @@ def load_dataset(path: str | Path, limits: Mapping[str, int | None] | None = Non
 
 def split_rows_per_part(path: str | Path, split: str, card: dict | None = None) -> list[int]:
     """How many rows of ``split`` each part holds, in the card's order (reads the split column only)."""
-    return [
-        int(np.count_nonzero(table["split"].to_numpy(zero_copy_only=False).astype(str) == split))
-        for table in iter_parts(path, ["split"], card)
-    ]
+    return [int(np.count_nonzero(_labels(table) == split)) for table in iter_parts(path, ["split"], card)]
 
 
 def read_part(path: str | Path, card: dict, index: int, split: str) -> Split:

@@ -68,13 +68,14 @@ class TrainStream:
 
     def __post_init__(self) -> None:
         per_part = split_rows_per_part(self.path, "train", self.card)
-        wanted = sum(per_part) if self.rows is None else min(self.rows, sum(per_part))
+        left = sum(per_part) if self.rows is None else min(self.rows, sum(per_part))
+        self.rows = left
         self.take: list[int] = []  # training rows read from each part used
         for count in per_part:
-            if sum(self.take) >= wanted:
+            if left == 0:
                 break
-            self.take.append(min(count, wanted - sum(self.take)))
-        self.rows = sum(self.take)
+            self.take.append(min(count, left))
+            left -= self.take[-1]
         self.epoch = 0
 
     def __len__(self) -> int:

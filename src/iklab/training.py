@@ -72,6 +72,13 @@ class Arrays:
         """Training rows one epoch passes over."""
         return len(self.stream) if self.stream is not None else len(self.x_train)
 
+    def fit_rows(self, batch_size: int) -> dict:
+        """The training rows as ``model.fit`` arguments: tf.data batches (shuffled there) when
+        streamed, else the arrays, shuffled by Keras."""
+        if self.stream is not None:
+            return {"x": self.stream.dataset(batch_size), "shuffle": False}
+        return {"x": self.x_train, "y": self.y_train, "batch_size": batch_size, "shuffle": True}
+
 
 def features(config: ExperimentConfig, robot: Robot, split: Split) -> np.ndarray:
     return encode_inputs(split.position, split.quat, config.data.input_encoding, robot)
@@ -295,12 +302,8 @@ def train(
             probes = [*probes, JointFirst(model.loss, config.training.joint_first, epochs, share_spent)]
         callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
         started = time.perf_counter()
-        if stream is not None:  # batches from tf.data, shuffled there
-            rows = {"x": stream.dataset(config.training.batch_size), "shuffle": False}
-        else:
-            rows = {"x": arrays.x_train, "y": arrays.y_train, "batch_size": config.training.batch_size, "shuffle": True}
         model.fit(
-            **rows,
+            **arrays.fit_rows(config.training.batch_size),
             validation_data=(arrays.x_val, arrays.y_val),
             epochs=epochs,
             callbacks=callbacks,
