@@ -9,9 +9,11 @@ Raw output layout, ``mixture_output_size(k, d) = k * (1 + 3 d)`` columns, blocks
   logits   (K)      mixture weights after a softmax
   cos      (K, D)   unnormalized direction of each mean; the mean is atan2(sin, cos)
   sin      (K, D)
-  kappa    (K, D)   concentration: KAPPA_MIN + softplus, capped at KAPPA_MAX (1/sqrt(kappa) ~ std, rad)
+  kappa    (K, D)   concentration: KAPPA_MIN + exp, capped at KAPPA_MAX (1/sqrt(kappa) ~ std, rad);
+                    exp, not softplus: a 1 deg spread is kappa ~3300, an output of 8 rather than 3300
 
-The loss (:class:`MixtureNLL`) runs in the TF graph (keras.ops); the inference helpers are numpy.
+Numpy only (the robot-side solver decodes mixtures without TensorFlow); the loss
+(:class:`iklab.mixture_loss.MixtureNLL`) runs in the TF graph.
 :func:`planar_two_link_data` is the smallest IK problem with two answers per pose, for tests.
 """
 
@@ -19,18 +21,17 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
-import tensorflow as tf
 from scipy.special import i0e
 
 # Concentration bounds: 1e-2 is almost uniform on the circle; 1e4 is a std of 0.01 rad (0.6 deg),
 # finer than the models here reach: float32 cos(x) - 1 is 0 below x ~ 3e-4, so more buys nothing.
 KAPPA_MIN = 1e-2
 KAPPA_MAX = 1e4
+LOG_KAPPA_MAX = math.log(KAPPA_MAX)  # raw kappa outputs are clipped here before exp (no overflow)
 # sqrt(c^2 + s^2 + eps): a (cos, sin) pair at the origin has no direction; eps keeps its gradient finite.
-_DIRECTION_EPS = 1e-8
-_LOG_2PI = math.log(2.0 * math.pi)
+DIRECTION_EPS = 1e-8
+LOG_2PI = math.log(2.0 * math.pi)
 # Defaults of collapsed_mixture: one component in use while the data has several answers per pose.
 COLLAPSED_EFFECTIVE_COMPONENTS = 1.3
 MULTI_SOLUTION_MEAN = 1.5
@@ -46,84 +47,15 @@ def mixture_output_size(k: int, d: int) -> int:
     return k * (1 + 3 * d)
 
 
-def _blocks(raw: keras.KerasTensor, k: int, d: int) -> tuple:
-    """Raw ``(N, k (1 + 3d))`` -> logits ``(N, K)``, cos, sin, kappa_raw ``(N, K, D)`` (keras.ops)."""
-    ops = keras.ops
-    kd = k * d
-    logits = raw[:, :k]
-    cos, sin, kappa_raw = (ops.reshape(raw[:, k + i * kd : k + (i + 1) * kd], (-1, k, d)) for i in range(3))
-    return logits, cos, sin, kappa_raw
-
-
-def _kappa(kappa_raw: keras.KerasTensor) -> keras.KerasTensor:
-    # minimum, not a smooth cap: above KAPPA_MAX the loss would only want a larger kappa anyway
-    return keras.ops.minimum(KAPPA_MIN + keras.ops.softplus(kappa_raw), KAPPA_MAX)
-
-
-def split_params(raw: keras.KerasTensor, k: int, d: int) -> tuple:
-    """Raw ``(N, k (1 + 3d))`` -> log weights ``(N, K)``, means ``(N, K, D)`` radians, kappa ``(N, K, D)``."""
-    logits, cos, sin, kappa_raw = _blocks(raw, k, d)
-    return keras.ops.log_softmax(logits, axis=-1), keras.ops.arctan2(sin, cos), _kappa(kappa_raw)
-
-
-def mixture_log_likelihood(raw: keras.KerasTensor, y_true: keras.KerasTensor, k: int, d: int) -> keras.KerasTensor:
-    """log p(y_true) ``(N,)`` of joint angles ``(N, D)`` radians under the mixture ``raw`` (keras.ops).
-
-    cos(y - mu) is taken from the unit (cos, sin) pair rather than from atan2, so y enters only
-    through cos y and sin y: exactly periodic. log I0(kappa) = log i0e(kappa) + kappa keeps the
-    normaliser finite where I0 itself overflows float32 (kappa > ~88).
-    """
-    ops = keras.ops
-    logits, cos, sin, kappa_raw = _blocks(raw, k, d)
-    kappa = _kappa(kappa_raw)
-    y = ops.expand_dims(ops.cast(y_true, raw.dtype), 1)  # (N, 1, D)
-    norm = ops.sqrt(cos * cos + sin * sin + _DIRECTION_EPS)
-    cos_error = (cos * ops.cos(y) + sin * ops.sin(y)) / norm
-    # kappa (cos - 1) - log i0e(kappa) = kappa cos - log I0(kappa), without the large terms
-    per_joint = kappa * (cos_error - 1.0) - ops.log(tf.math.special.bessel_i0e(kappa)) - _LOG_2PI
-    components = ops.sum(per_joint, axis=-1)  # (N, K): independent joints
-    return ops.logsumexp(ops.log_softmax(logits, axis=-1) + components, axis=-1)
-
-
-@keras.saving.register_keras_serializable(package="iklab")
-class MixtureNLL(keras.losses.Loss):
-    """Mean negative log-likelihood of the true joint angles ``(N, D)`` radians under the
-    predicted mixture ``(N, mixture_output_size(k, d))``."""
-
-    def __init__(self, k: int, d: int, name: str = "mixture_nll", **kwargs: object) -> None:
-        super().__init__(name=name, **kwargs)
-        mixture_output_size(k, d)  # validates k and d
-        self.k, self.d = int(k), int(d)
-
-    def call(self, y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        return -mixture_log_likelihood(y_pred, y_true, self.k, self.d)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "k": self.k, "d": self.d}
-
-
-def build_mixture_model(
-    n_inputs: int, d: int, k: int, width: int = 128, depth: int = 3, activation: str = "relu", name: str = "mixture"
-) -> keras.Model:
-    """A functional MLP ``(N, n_inputs) -> (N, mixture_output_size(k, d))``, layers named as in
-    `iklab.models` (``dense_<i>``, ``act_<i>``, ``output``) so the diagnostics find them."""
-    outputs_size = mixture_output_size(k, d)
-    if width < 1 or depth < 1:
-        raise ValueError(f"a mixture model needs width >= 1 and depth >= 1, got width={width}, depth={depth}")
-    inputs = keras.Input(shape=(n_inputs,), name="pose")
-    x = inputs
-    for index in range(1, depth + 1):
-        x = keras.layers.Dense(width, name=f"dense_{index}")(x)
-        x = keras.layers.Activation(activation, name=f"act_{index}")(x)
-    outputs = keras.layers.Dense(outputs_size, name="output")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
 # --- inference (numpy) -----------------------------------------------------------------
 
 
-def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, x)
+def mixture_components_of(width: int, d: int) -> int:
+    """K from a raw output's width ``k (1 + 3 d)`` (what a logged model carries)."""
+    k, rest = divmod(int(width), 1 + 3 * d)
+    if k < 1 or rest:
+        raise ValueError(f"{width} outputs are no mixture over {d} joints (k (1 + 3 d) = {1 + 3 * d} k)")
+    return k
 
 
 def mixture_numpy(raw: np.ndarray, k: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,7 +73,7 @@ def mixture_numpy(raw: np.ndarray, k: int, d: int) -> tuple[np.ndarray, np.ndarr
     cos, sin, kappa_raw = (raw[:, k + i * kd : k + (i + 1) * kd].reshape(-1, k, d) for i in range(3))
     mu = np.arctan2(sin, cos)
     mu = np.where(mu <= -np.pi, mu + 2.0 * np.pi, mu)  # atan2(-0.0, -1) = -pi
-    kappa = np.minimum(KAPPA_MIN + _softplus(kappa_raw), KAPPA_MAX)
+    kappa = np.minimum(KAPPA_MIN + np.exp(np.minimum(kappa_raw, LOG_KAPPA_MAX)), KAPPA_MAX)
     return weights, mu, kappa
 
 
@@ -174,7 +106,7 @@ def mixture_log_density(raw: np.ndarray, k: int, d: int, q: np.ndarray) -> np.nd
     """log p(q) ``(N,)`` of joints ``(N, D)`` radians under the mixture (numpy twin of the loss)."""
     weights, mu, kappa = mixture_numpy(raw, k, d)
     error = wrapped_difference(np.asarray(q, dtype=np.float64)[:, None, :], mu)
-    per_joint = kappa * (np.cos(error) - 1.0) - np.log(i0e(kappa)) - _LOG_2PI
+    per_joint = kappa * (np.cos(error) - 1.0) - np.log(i0e(kappa)) - LOG_2PI
     terms = np.log(np.maximum(weights, 1e-300)) + per_joint.sum(axis=2)
     top = terms.max(axis=1, keepdims=True)
     return (top + np.log(np.exp(terms - top).sum(axis=1, keepdims=True)))[:, 0]
