@@ -109,6 +109,8 @@ ROBOT_SIDE = [
     "iklab.kinematics",
     "iklab.regions",
     "iklab.encodings",
+    "iklab.mixture",
+    "iklab.solution_sets",
     "iklab.metadata",
 ]
 # What `pip install iklab` (the `robot` set, no TensorFlow) provides to the robot side

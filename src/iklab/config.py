@@ -60,7 +60,7 @@ class DataConfig:
     seed: int = at_least(0, default=0)  # dataset seed (the run's seed is ExperimentConfig.seed)
     path: str | None = None  # default data/<robot>-<region>-<rows>-s<seed>
     input_encoding: str = "xyz_quat"  # xyz_rpy (the original question's) | xyz_quat | xyz_rot6d
-    output_encoding: str = "sincos"  # angles | sincos (two outputs per joint, decoded by atan2)
+    output_encoding: str = "sincos"  # angles | sincos (two outputs per joint, decoded by atan2) | mixture
     train_rows: int | None = at_least(1, default=None)  # use only this many training rows (searches on a subsample)
     val_rows: int | None = at_least(1, default=None)  # validate on at most this many rows (streamed: 200k unless set)
     # Beyond memory: stream the training rows from the Parquet parts (iklab.stream) when the
@@ -84,6 +84,9 @@ class ModelConfig:
     conv_layers: int = at_least(1, default=2)  # conv1d only
     conv_filters: int = at_least(1, default=64)
     conv_kernel_size: int = at_least(1, default=3)
+    # data.output_encoding mixture: von Mises components per pose (iklab.mixture); a 6R arm has
+    # up to 8 IK solutions in its full joint range (16 for the general case)
+    mixture_components: int = at_least(1, default=8)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ class TrainingConfig:
     # from its last epoch (weights, optimizer, schedule, time spent); one that ends clears it.
     resume_dir: str | None = None
     batch_size: int = at_least(1, default=512)
-    loss: str = "auto"  # auto (wrapped for angles, mse for sincos) | mse | mae | wrapped | task | mixed
+    # auto: wrapped for angles, mse for sincos, the mixture's likelihood (mixture_nll) for mixture
+    loss: str = "auto"  # auto | mse | mae | wrapped | task | mixed | mixture_nll
     joint_weight: float = at_least(0, default=1.0)  # mixed: task-space loss + joint_weight * the auto joint loss
     task_length_m: float = positive(default=0.2)  # task and mixed: position error in units of this length
     # task and mixed: the joint loss alone for this share of the run first, which keeps the
@@ -132,6 +136,11 @@ class EvaluationConfig:
     knn_rows: int = at_least(1, default=200_000)  # training rows the k-NN baseline may look up
     knn_k: int = at_least(1, default=1)
     test_rows: int | None = at_least(1, default=None)  # evaluate on at most this many test rows
+    # Solution sets (iklab.solution_sets): test poses whose every solution is sought, by the
+    # model (solver.solve_all) and by multi-start numerical IK (the reference); default 200 for
+    # a mixture model, 0 (off) otherwise
+    solution_set_poses: int | None = at_least(0, default=None)
+    reference_starts: int = at_least(1, default=256)  # random starts per pose of the reference
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from .evaluation import circular_mean
 from .kinematics import wrap_angle
 from .metric_names import DEAD_FRACTION, R2_MEAN
+from .mixture import COLLAPSED_EFFECTIVE_COMPONENTS
 
 # 99%, not 100%: one surviving unit in 256 should not hide a layer that passes on almost nothing.
 DEAD_LAYER_FRACTION = 0.99
@@ -183,6 +184,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self._fit_targets = fit_space(self.probe_targets) if fit_space else self.probe_targets
         self.history: list[dict[str, float]] = []
         self.last_prediction: np.ndarray | None = None
+        self.last_raw: np.ndarray | None = None  # the epoch's raw probe outputs (one output models)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._activations = hidden_activation_layers(self.model)
@@ -245,6 +247,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
                 }
             )
         raw = [r.numpy() for r in raw]
+        self.last_raw = raw[0] if len(raw) == 1 else None
         pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
         self.last_prediction = pred.reshape(self.probe_targets.shape)
         fitted = self.fit_space(self.last_prediction) if self.fit_space else self.last_prediction
@@ -280,8 +283,13 @@ def evaluate_flags(
     model_error: float | None = None,
     knn_error: float | None = None,
     warmup_epochs: int = 2,
+    effective_components: float | None = None,
 ) -> list[Flag]:
     """Named findings from a diagnostics history and optional run-level numbers.
+
+    ``effective_components``: a mixture model's mean effective number of components (None for a
+    model with one answer). A mixture is the remedy for ambiguous data, so ``ambiguous_data``
+    does not fire for one; ``collapsed_mixture`` does when it uses about one component there.
 
     Flags describe the run as it ended: the condition holds at the last epoch, and the flag's
     epoch is where it began to hold (not before warmup for collapse: every network starts near
@@ -305,7 +313,22 @@ def evaluate_flags(
                 {"model_error": float(model_error), "knn_error": float(knn_error)},
             )
         )
-    if ambiguity is not None and ambiguity > AMBIGUITY_LIMIT:
+    ambiguous = ambiguity is not None and ambiguity > AMBIGUITY_LIMIT
+    if ambiguous and effective_components is not None and effective_components < COLLAPSED_EFFECTIVE_COMPONENTS:
+        flags.append(
+            Flag(
+                "collapsed_mixture",
+                _epoch(history, -1) if history else 0,
+                (
+                    f"The mixture uses {effective_components:.2f} components per pose on average while {ambiguity:.0%} "
+                    "of the inputs have several solutions: it has fallen back to one answer per pose, which "
+                    "averages branches like a plain regressor. Train longer, or lower the learning rate early "
+                    "(a component that wins everything at the start starves the others)."
+                ),
+                {"effective_components": float(effective_components), "ambiguity": float(ambiguity)},
+            )
+        )
+    if ambiguous and effective_components is None:
         flags.append(
             Flag(
                 "ambiguous_data",

@@ -13,6 +13,9 @@ Input encodings (pose -> features), raw units, normalized inside the model:
 Output encodings (joints -> targets):
   angles    q0..q5 radians (trained with a wrap-aware loss)
   sincos    sin q0..q5, cos q0..q5 (decoded with atan2)
+  mixture   targets q0..q5 radians; the network outputs a von Mises mixture over them
+            (:mod:`iklab.mixture`: K weighted answers per pose, K read from the output's width);
+            decoded to the heaviest component's mean, :func:`decode_candidates` gives them all
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kinematics import matrix_to_rot6d, matrix_to_rpy, quaternion_to_matrix
+from .mixture import mixture_components_of, ranked_components
 
 if TYPE_CHECKING:
     from .kinematics import Robot
@@ -41,6 +45,7 @@ ROBOT_ENCODINGS = ("xyz_rotmat_wrist",)
 OUTPUT_ENCODINGS = {
     "angles": JOINT_COLUMNS,
     "sincos": [f"sin_{c}" for c in JOINT_COLUMNS] + [f"cos_{c}" for c in JOINT_COLUMNS],
+    "mixture": JOINT_COLUMNS,  # the targets; the network's outputs are the mixture's parameters
 }
 
 
@@ -104,7 +109,7 @@ def encode_pose_matrices(poses: np.ndarray, kind: str, robot: Robot | None = Non
 
 def encode_targets(q: np.ndarray, kind: str) -> np.ndarray:
     """Joint angles ``(N, 6)`` -> training targets ``(N, 6 or 12)`` float32."""
-    if kind == "angles":
+    if kind in ("angles", "mixture"):
         return q.astype(np.float32)
     if kind == "sincos":
         return np.concatenate([np.sin(q), np.cos(q)], axis=1).astype(np.float32)
@@ -118,7 +123,21 @@ def decode_outputs(y: np.ndarray, kind: str) -> np.ndarray:
         return y
     if kind == "sincos":
         return np.arctan2(y[:, :6], y[:, 6:])
+    if kind == "mixture":
+        return decode_candidates(y, kind)[1][:, 0]
     raise ValueError(f"unknown output encoding {kind!r}; choose from {', '.join(OUTPUT_ENCODINGS)}")
+
+
+def decode_candidates(y: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs -> every answer the model gives: weights ``(N, K)`` and joint angles
+    ``(N, K, 6)`` radians, heaviest first. One answer of weight 1 unless ``kind`` is mixture."""
+    if kind != "mixture":
+        q = decode_outputs(y, kind)
+        return np.ones((len(q), 1)), q[:, None, :]
+    y = np.asarray(y, dtype=np.float64)
+    k = mixture_components_of(y.shape[-1], len(JOINT_COLUMNS))
+    weights, means, _ = ranked_components(y, k, len(JOINT_COLUMNS))
+    return weights, means
 
 
 def poses_from_position_quat(position: np.ndarray, quat: np.ndarray) -> np.ndarray:

@@ -139,6 +139,25 @@ def task_space_errors(
     )
 
 
+def best_candidate_errors(robot: Robot, candidates: np.ndarray, q_true: np.ndarray) -> ErrorReport:
+    """Errors of the best of several answers per row: candidates ``(N, K, 6)`` radians against
+    true joints ``(N, 6)``; per row the candidate nearest the target position (its rotation
+    and joint errors with it). A mixture's answer to "is any component right?"."""
+    candidates = np.asarray(candidates, dtype=np.float64)
+    n, k = candidates.shape[:2]
+    q_true = _check_joints("q_true", q_true, robot.n_joints, finite=True)
+    targets = np.repeat(fk(robot, q_true), k, axis=0)
+    every = task_space_errors(robot, candidates.reshape(n * k, -1), np.repeat(q_true, k, axis=0), targets)
+    position = _nonfinite_as_inf(every.position_error_mm).reshape(n, k)
+    best = np.argmin(position, axis=1)
+    rows = np.arange(n)
+    return ErrorReport(
+        position_error_mm=every.position_error_mm.reshape(n, k)[rows, best],
+        rotation_error_deg=every.rotation_error_deg.reshape(n, k)[rows, best],
+        joint_error_deg=every.joint_error_deg.reshape(n, k, -1)[rows, best],
+    )
+
+
 def circular_mean(q: np.ndarray) -> np.ndarray:
     """Per-column mean direction ``(N, D)`` rad -> ``(D,)`` rad in [-pi, pi].
 

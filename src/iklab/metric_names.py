@@ -13,7 +13,13 @@ VAL = "val/"  # the model on the validation split (what the search minimizes)
 KNN = "baseline/knn/"  # k-nearest-neighbour regressor on the same rows
 MEAN = "baseline/mean/"  # predict-the-circular-mean
 
+MIXTURE = "mixture/"  # a mixture model's components (per epoch on the probe; test/mixture/ at the end)
+TEST_BEST_COMPONENT = TEST + "best_component/"  # a mixture's best component per pose, raw
+
 TEST_POSITION_MEDIAN = TEST + POSITION_MEDIAN
+TEST_EFFECTIVE_COMPONENTS = TEST + MIXTURE + "effective_components_mean"
+SOLUTIONS = TEST + "solutions/"  # solution sets of test poses (iklab.solution_eval)
+SOLUTION_COVERAGE = SOLUTIONS + "coverage"  # share of the multi-start reference's solutions found
 VAL_POSITION_MEDIAN = VAL + POSITION_MEDIAN
 KNN_POSITION_MEDIAN = KNN + POSITION_MEDIAN
 

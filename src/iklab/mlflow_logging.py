@@ -33,6 +33,7 @@ from .diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from .evaluation import ErrorReport
 from .experiments import describe_experiment
 from .plots import error_histograms, error_vs_time, learning_curves
+from .solution_eval import SolutionSetReport, solution_set_figure
 
 
 @contextlib.contextmanager
@@ -214,6 +215,12 @@ def log_ik_results(
     )
     mlflow.log_figure(error_histograms(reports, title=f"{config.name}: test split"), "plots/error_histograms.png")
     mlflow.log_figure(error_vs_time(history, title=config.name), "plots/error_vs_time.png")
+
+
+def log_solution_sets(report: SolutionSetReport, title: str) -> None:
+    """The solution-set metrics (``test/solutions/*``) and their plot."""
+    mlflow.log_metrics(report.metrics)
+    mlflow.log_figure(solution_set_figure(report, title), "plots/solution_sets.png")
 
 
 def log_failure(reason: str, flags: list[Flag], diagnostics_history: list[dict]) -> None:

@@ -18,7 +18,9 @@ import keras
 import numpy as np
 
 from .config import ModelConfig, OptimizerConfig, TrainingConfig
+from .encodings import OUTPUT_ENCODINGS
 from .kinematics import Robot
+from .mixture import mixture_output_size
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 
@@ -244,9 +246,26 @@ def wrapped_angle_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> 
 TASK_LOSSES = ("task", "mixed")
 
 
-def build_loss(cfg: TrainingConfig, output_encoding: str, robot: Robot | None = None) -> Callable | keras.losses.Loss:
-    """The training loss; ``robot`` is needed by the task-space losses (``TASK_LOSSES``)."""
+def n_outputs(output_encoding: str, cfg: ModelConfig) -> int:
+    """The width of the network's output layer."""
+    columns = len(OUTPUT_ENCODINGS[output_encoding])
+    return mixture_output_size(cfg.mixture_components, columns) if output_encoding == "mixture" else columns
+
+
+def build_loss(
+    cfg: TrainingConfig, output_encoding: str, robot: Robot | None = None, *, components: int = 1
+) -> Callable | keras.losses.Loss:
+    """The training loss; ``robot`` is needed by the task-space losses (``TASK_LOSSES``),
+    ``components`` by the mixture's likelihood."""
     kind = cfg.loss
+    if output_encoding == "mixture":
+        if kind not in ("auto", "mixture_nll"):
+            raise ValueError(
+                f"data.output_encoding mixture trains with training.loss auto (its likelihood), got {kind!r}"
+            )
+        from .mixture_loss import MixtureNLL
+
+        return MixtureNLL(components, 6)
     if kind in TASK_LOSSES:
         if robot is None:
             raise ValueError(f"training.loss {kind!r} needs the robot")
@@ -263,7 +282,9 @@ def build_loss(cfg: TrainingConfig, output_encoding: str, robot: Robot | None = 
         return wrapped_angle_loss
     if kind in ("mse", "mae"):
         return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[kind]
-    raise ValueError(f"training.loss must be auto, mse, mae, wrapped, task or mixed, got {cfg.loss!r}")
+    if kind == "mixture_nll":
+        raise ValueError("training.loss 'mixture_nll' needs data.output_encoding: mixture")
+    raise ValueError(f"training.loss must be auto, mse, mae, wrapped, task, mixed or mixture_nll, got {cfg.loss!r}")
 
 
 def count_parameters(model: keras.Model) -> int:

@@ -22,19 +22,22 @@ from . import mlflow_logging as logging_
 from .config import ExperimentConfig, to_yaml
 from .data import Dataset, Split, ensure_dataset, load_dataset, read_card
 from .diagnostics import DiagnosticsCallback, evaluate_flags
-from .encodings import OUTPUT_ENCODINGS, decode_outputs, encode_inputs, encode_targets
-from .evaluation import evaluate_with_baselines, task_space_errors
+from .encodings import OUTPUT_ENCODINGS, decode_candidates, decode_outputs, encode_inputs, encode_targets
+from .evaluation import best_candidate_errors, evaluate_with_baselines, task_space_errors
 from .kinematics import Robot, fk
 from .metadata import ModelMetadata
-from .models import TASK_LOSSES, TimeBudget, build_loss, build_model, build_optimizer, count_parameters
+from .mixture import mixture_summary
+from .models import TASK_LOSSES, TimeBudget, build_loss, build_model, build_optimizer, count_parameters, n_outputs
 from .packaging import log_ik_model
 from .resume import ResumeState
-from .solver import predict_joints
+from .solution_eval import evaluate_solution_sets
+from .solver import IKSolver, predict_joints, raw_outputs
 from .stream import TrainStream, eval_limits, streaming_reason
 from .task_loss import JointFirst, pose_targets
 
 # A run with training.time_budget_minutes ends on time; this only bounds its epochs.
 BUDGET_MAX_EPOCHS = 100_000
+SOLUTION_SET_POSES = 200  # a mixture model's default (evaluation.solution_set_poses)
 
 
 @dataclass
@@ -138,19 +141,19 @@ def compile_model(config: ExperimentConfig, arrays: Arrays, robot: Robot) -> ker
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     encoding = config.data.output_encoding
-    outputs = len(OUTPUT_ENCODINGS[encoding])  # the targets may carry the target pose after them
+    columns = len(OUTPUT_ENCODINGS[encoding])  # the targets may carry the target pose after them
     model = build_model(
         config.model,
         arrays.x_train,
-        outputs,
-        train_targets=arrays.y_train[:, :outputs] if encoding == "angles" else None,
+        n_outputs(encoding, config.model),
+        train_targets=arrays.y_train[:, :columns] if encoding == "angles" else None,
         name=config.name,
     )
     steps = math.ceil(arrays.n_train / config.training.batch_size)
     time_driven = bool(config.training.time_budget_minutes)
     model.compile(
         optimizer=build_optimizer(config.optimizer, steps, config.training.epochs, time_driven=time_driven),
-        loss=build_loss(config.training, encoding, robot),
+        loss=build_loss(config.training, encoding, robot, components=config.model.mixture_components),
     )
     return model
 
@@ -168,8 +171,9 @@ def diagnostics_callback(
     batch = slice(0, config.training.batch_size)
     encoding = config.data.output_encoding
     # A task-space loss accepts any joints that reach the pose (another branch of the wrist
-    # included), so R^2 and the collapse check are judged on the pose, not on the joints.
-    task_space = config.training.loss in TASK_LOSSES
+    # included), and a mixture's most probable answer may rightly be another branch than the
+    # row's: R^2 and the collapse check are then judged on the pose, not on the joints.
+    task_space = config.training.loss in TASK_LOSSES or encoding == "mixture"
     return DiagnosticsCallback(
         arrays.x_val[probe],
         arrays.q_val[probe],
@@ -201,6 +205,22 @@ class TaskSpaceProbe(keras.callbacks.Callback):
         )
         if logs is not None:
             logs[M.VAL_POSITION_ERROR_MM] = report.summary()[M.POSITION_MEDIAN]
+
+
+class MixtureProbe(keras.callbacks.Callback):
+    """A mixture's per-epoch figures on the diagnostics probe rows, into ``logs``
+    (``mixture/*``): effective number of components (exp of the weights' entropy), components
+    above 2% weight, and the error of the best and of the heaviest component against the row's
+    joints (deg, largest joint). Reads ``diagnostics.last_raw`` (same rows, same epoch)."""
+
+    def __init__(self, diagnostics: DiagnosticsCallback, components: int) -> None:
+        super().__init__()
+        self.diagnostics, self.components = diagnostics, components
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        summary = mixture_summary(self.diagnostics.last_raw, self.components, 6, self.diagnostics.probe_targets)
+        if logs is not None:
+            logs.update({M.MIXTURE + name: value for name, value in summary.items()})
 
 
 class StoppingCallback(keras.callbacks.Callback):
@@ -271,6 +291,7 @@ def train(
     epochs = BUDGET_MAX_EPOCHS if budget else config.training.epochs
     diagnostics = diagnostics_callback(config, arrays, model, dataset.robot)
     task_probe = TaskSpaceProbe(dataset.robot, diagnostics)
+    mixture = config.data.output_encoding == "mixture"
     with logging_.training_run(
         run_name or config.mlflow.run_name or config.name,
         config.mlflow.experiment or f"ik-{dataset.robot.name}-train",
@@ -292,7 +313,10 @@ def train(
         #                 VAL_POSITION_ERROR_MM, R2_MEAN, DEAD_FRACTION*)
         #   (resume_dir: Keras' BackupAndRestore first, restoring the state when training begins,
         #   and the progress file after the epoch logger, which wrote the elapsed time into logs)
+        #   mixture_probe (mixture models) reads the probe's raw outputs, writes mixture/*
         probes = [diagnostics, task_probe, epoch_logger]
+        if mixture:
+            probes.insert(2, MixtureProbe(diagnostics, config.model.mixture_components))
         if resume is not None:
             probes = [backup, *probes, save_progress]
         if timer is not None:  # sets the learning rate from the time spent, ends training on time
@@ -375,6 +399,8 @@ def evaluate_and_log(
     metrics.update(task_space_errors(dataset.robot, q_val, arrays.q_val).summary(M.VAL))
     metrics.update(reports["mean"].summary(M.MEAN))
     metrics.update(reports["knn"].summary(M.KNN))
+    if config.data.output_encoding == "mixture":
+        metrics.update(mixture_test_metrics(config, dataset, arrays, model))
     metrics.update(
         {
             "epochs_run": float(len(result.history)),
@@ -401,6 +427,34 @@ def evaluate_and_log(
         model_error=metrics[M.TEST_POSITION_MEDIAN],
         knn_error=metrics[M.KNN_POSITION_MEDIAN],
         warmup_epochs=config.diagnostics.warmup_epochs,
+        effective_components=metrics.get(M.TEST_EFFECTIVE_COMPONENTS),
     )
     result.metrics, result.flags = metrics, [f.name for f in flags]
     logging_.log_ik_results(config, metrics, result.history, flags, diagnostics.history, reports)
+    poses = solution_set_poses(config)
+    if poses:
+        solver = IKSolver(model, model_metadata(config, dataset))
+        targets = fk(dataset.robot, arrays.q_test[:poses])
+        report = evaluate_solution_sets(
+            solver, targets, reference_starts=config.evaluation.reference_starts, seed=config.seed
+        )
+        result.metrics.update(report.metrics)
+        logging_.log_solution_sets(report, title=f"{config.name}: solution sets of {len(targets)} test poses")
+
+
+def solution_set_poses(config: ExperimentConfig) -> int:
+    """Test poses whose solution sets are evaluated (config, or 200 for a mixture model)."""
+    chosen = config.evaluation.solution_set_poses
+    if chosen is None:
+        return SOLUTION_SET_POSES if config.data.output_encoding == "mixture" else 0
+    return chosen
+
+
+def mixture_test_metrics(config: ExperimentConfig, dataset: Dataset, arrays: Arrays, model: keras.Model) -> dict:
+    """A mixture on the test split: its components' use (``test/mixture/*``) and the raw error
+    of its best component per pose (``test/best_component/*``, before any refinement)."""
+    raw = raw_outputs(model, arrays.x_test)
+    summary = mixture_summary(raw, config.model.mixture_components, 6, arrays.q_test)
+    _, candidates = decode_candidates(raw, "mixture")
+    best = best_candidate_errors(dataset.robot, candidates, arrays.q_test)
+    return {**{M.TEST + M.MIXTURE + k: v for k, v in summary.items()}, **best.summary(M.TEST_BEST_COMPONENT)}

@@ -1,0 +1,128 @@
+"""Every IK solution of a pose: distinct solution sets, multi-start references, coverage.
+
+A 6R arm reaches most poses of its full joint range in several ways (up to 8 for the usual
+wrist-partitioned arms: shoulder left/right x elbow up/down x wrist flip). A solution set is
+the distinct exact solutions found for one pose: two solutions are the same when every joint
+agrees within ``DISTINCT_RAD`` modulo 2*pi.
+
+The reference for a learned solver is multi-start numerical IK: refinement from many
+uniformly drawn joint vectors, its exact answers deduplicated (:func:`multi_start`). Coverage
+(:func:`compare_sets`) is the share of the reference's solutions a solver also found.
+
+Numpy and the compiled refinement only (robot side).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kinematics import Robot, wrap_angle
+from .refine import JointLimits, refine_checked
+
+DISTINCT_RAD = math.radians(1.0)  # solutions closer than this in every joint are one solution
+MULTI_START_ITERATIONS = 100  # random starts are far from any solution: more steps than a network's answer needs
+
+
+def distinct(q: np.ndarray, tolerance_rad: float = DISTINCT_RAD) -> np.ndarray:
+    """Indices of the rows of ``q`` ``(M, 6)`` kept as distinct, in order: a row is dropped when it
+    is within ``tolerance_rad`` (largest wrapped joint difference) of a row kept before it."""
+    q = np.asarray(q, dtype=np.float64)
+    kept: list[int] = []
+    for row in range(len(q)):
+        if not kept or np.abs(wrap_angle(q[kept] - q[row])).max(axis=1).min() > tolerance_rad:
+            kept.append(row)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def distinct_mask(q: np.ndarray, success: np.ndarray, tolerance_rad: float = DISTINCT_RAD) -> np.ndarray:
+    """Candidates ``(N, K, 6)`` with their ``success`` ``(N, K)`` -> ``(N, K)`` bool: the exact
+    candidates kept, per pose, in order: one is dropped when it is within ``tolerance_rad`` of an
+    exact one kept before it (:func:`distinct` on every pose at once)."""
+    q = np.asarray(q, dtype=np.float64)
+    close = np.abs(wrap_angle(q[:, :, None, :] - q[:, None, :, :])).max(axis=3) <= tolerance_rad  # (N, K, K)
+    keep = np.zeros(success.shape, dtype=bool)
+    for j in range(q.shape[1]):
+        keep[:, j] = success[:, j] & ~np.any(keep[:, :j] & close[:, :j, j], axis=1)
+    return keep
+
+
+def per_pose(q: np.ndarray, success: np.ndarray, n_poses: int, tolerance_rad: float = DISTINCT_RAD) -> list[np.ndarray]:
+    """Candidates laid out pose-major (``n_poses * K`` rows: pose 0's K, then pose 1's ...) ->
+    each pose's distinct exact solutions ``(m_i, 6)``, in candidate order."""
+    q = np.asarray(q).reshape(n_poses, -1, q.shape[-1])
+    keep = distinct_mask(q, np.asarray(success).reshape(n_poses, -1), tolerance_rad)
+    return [q[pose][keep[pose]] for pose in range(n_poses)]
+
+
+def uniform_joints(limits: JointLimits, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` joint vectors drawn uniformly inside ``limits`` (a joint free to turn: [-pi, pi))."""
+    low = np.where(np.isfinite(limits.clip_low), limits.lower, -math.pi)
+    high = np.where(np.isfinite(limits.clip_high), limits.upper, math.pi)
+    return rng.uniform(low, high, size=(n, len(low)))
+
+
+def multi_start(
+    robot: Robot,
+    poses: np.ndarray,
+    starts: int,
+    *,
+    seed: int = 0,
+    limits: JointLimits | None = None,
+    max_iterations: int = MULTI_START_ITERATIONS,
+    tolerance_m: float = 1e-5,
+    tolerance_rad: float = math.radians(0.01),
+) -> list[np.ndarray]:
+    """Each pose's distinct exact solutions from ``starts`` random starts inside ``limits``
+    (the robot's joint limits by default) refined by damped least squares."""
+    if starts < 1:
+        raise ValueError(f"multi-start IK needs starts >= 1, got {starts}")
+    limits = limits or JointLimits.of(robot.qlim[0], robot.qlim[1])
+    poses = np.asarray(poses, dtype=np.float64)
+    q0 = uniform_joints(limits, len(poses) * starts, np.random.default_rng(seed))
+    target_r = np.ascontiguousarray(np.repeat(poses[:, :3, :3], starts, axis=0))
+    target_p = np.ascontiguousarray(np.repeat(poses[:, :3, 3], starts, axis=0))
+    out = refine_checked(robot, q0, target_r, target_p, limits, max_iterations, tolerance_m, tolerance_rad)
+    return per_pose(out.q, out.success, len(poses))
+
+
+@dataclass(frozen=True)
+class SetComparison:
+    """Solution sets found against reference sets, pose by pose."""
+
+    reference: int  # solutions in the reference sets, all poses
+    matched: int  # reference solutions a found solution is within the tolerance of
+    found: int  # solutions found, all poses
+    extra: int  # found solutions no reference solution is within the tolerance of
+    poses_fully_covered: int  # poses whose every reference solution was matched
+
+    @property
+    def coverage(self) -> float:
+        return self.matched / self.reference if self.reference else float("nan")
+
+
+def compare_sets(
+    found: list[np.ndarray], reference: list[np.ndarray], tolerance_rad: float = DISTINCT_RAD
+) -> SetComparison:
+    """How well ``found`` solution sets cover ``reference`` ones (both one ``(m, 6)`` array per pose)."""
+    if len(found) != len(reference):
+        raise ValueError(f"{len(found)} found sets against {len(reference)} reference sets")
+    matched = extra = full = 0
+    for mine, theirs in zip(found, reference, strict=True):
+        if len(mine) and len(theirs):
+            close = np.abs(wrap_angle(theirs[:, None, :] - mine[None, :, :])).max(axis=2) <= tolerance_rad
+        else:
+            close = np.zeros((len(theirs), len(mine)), dtype=bool)
+        hits = int(close.any(axis=1).sum())
+        matched += hits
+        extra += int((~close.any(axis=0)).sum())
+        full += hits == len(theirs)
+    return SetComparison(
+        reference=sum(len(r) for r in reference),
+        matched=matched,
+        found=sum(len(f) for f in found),
+        extra=extra,
+        poses_fully_covered=full,
+    )

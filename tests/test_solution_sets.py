@@ -1,0 +1,172 @@
+"""Every IK branch: solution sets, the multi-start reference against Puma560's closed form, and
+a small mixture model trained through iklab.train whose solve_all returns exact, distinct
+solutions (never a wrong one) and whose seeded solve picks the nearest."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import roboticstoolbox as rtb
+
+from iklab import metric_names as M
+from iklab.config import experiment_from_dict
+from iklab.diagnostics import evaluate_flags
+from iklab.kinematics import fk, load_robot, wrap_angle
+from iklab.refine import verify
+from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, multi_start
+from iklab.solver import IKSolver, joint_distance
+from iklab.training import train
+
+
+@pytest.fixture(scope="module")
+def puma():
+    return load_robot("puma560")
+
+
+def test_distinct_keeps_one_row_per_solution_modulo_2pi():
+    base = np.radians([10.0, 20, 30, 40, 50, 60])
+    q = np.array(
+        [
+            base,
+            base + np.radians(0.5),  # within 1 deg on every joint: the same solution
+            base + [2 * math.pi, 0, 0, 0, 0, 0],  # the same angle a turn away
+            base + [0, 0, 0, 0, 0, np.radians(1.5)],  # one joint 1.5 deg away: another solution
+            base + [0, math.pi, 0, 0, 0, 0],
+        ]
+    )
+    assert distinct(q).tolist() == [0, 3, 4]
+    assert distinct(q, tolerance_rad=np.radians(2.0)).tolist() == [0, 4]
+    assert distinct(np.zeros((0, 6))).tolist() == []
+
+
+def test_compare_sets_counts_matches_extras_and_full_poses():
+    a, b, c = np.zeros(6), np.full(6, 1.0), np.full(6, -1.0)
+    found = [np.array([a + 0.001, c]), np.zeros((0, 6))]
+    reference = [np.array([a, b]), np.array([b])]
+    result = compare_sets(found, reference)
+    assert (result.reference, result.matched, result.found, result.extra) == (3, 1, 2, 1)
+    assert result.poses_fully_covered == 0 and result.coverage == pytest.approx(1 / 3)
+    assert compare_sets(reference, reference).poses_fully_covered == 2
+    with pytest.raises(ValueError, match="2 found sets against 1"):
+        compare_sets(found, reference[:1])
+
+
+def closed_form_sets(robot, poses):
+    """Puma560's analytic solutions (roboticstoolbox's ikine_a, all 8 configurations), kept when
+    inside the joint limits and FK-exact, deduplicated."""
+    puma = rtb.models.DH.Puma560()
+    sets = []
+    for pose in poses:
+        found = [puma.ikine_a(pose, config="".join(c)) for c in itertools.product("lr", "ud", "nf")]
+        q = np.array([s.q for s in found if s.success]).reshape(-1, 6)
+        check = verify(
+            robot,
+            q,
+            np.repeat(pose[None, :3, :3], len(q), 0),
+            np.repeat(pose[None, :3, 3], len(q), 0),
+            1e-6,
+            1e-6,
+            lower=robot.qlim[0],
+            upper=robot.qlim[1],
+        )
+        exact = check.q[check.success]
+        sets.append(exact[distinct(exact)])
+    return sets
+
+
+def test_multi_start_finds_every_closed_form_solution_of_the_puma560(puma):
+    poses = fk(puma, np.random.default_rng(0).uniform(puma.qlim[0], puma.qlim[1], size=(30, 6)))
+    reference = closed_form_sets(puma, poses)
+    counts = [len(r) for r in reference]
+    assert min(counts) >= 1 and max(counts) >= 6  # several branches inside the limits
+    found = multi_start(puma, poses, 256, seed=1)
+    comparison = compare_sets(found, reference)
+    assert comparison.coverage == 1.0 and comparison.extra == 0  # the reference is complete and exact
+    few = compare_sets(multi_start(puma, poses, 4, seed=1), reference)
+    assert few.coverage < 0.9  # four starts miss branches: coverage measures something
+
+
+# A mixture on Puma560's whole joint range, trained in ~30 s: too short to be accurate, long
+# enough for its components to spread over several branches.
+PUMA_MIXTURE = {
+    "name": "puma_mixture_tiny",
+    "data": {"robot": "puma560", "region": "full", "rows": 40000, "seed": 0},
+    "model": {"depth": 3, "width": 128, "mixture_components": 8},
+    "optimizer": {"learning_rate": 2e-3},
+    "training": {"epochs": 5, "batch_size": 256, "early_stopping_patience": 0},
+    "diagnostics": {"probe_rows": 512},
+    "evaluation": {"knn_rows": 5000, "test_rows": 1000, "solution_set_poses": 60, "reference_starts": 64},
+}
+PUMA_MIXTURE["data"].update({"input_encoding": "xyz_rotmat_wrist", "output_encoding": "mixture"})
+
+
+@pytest.fixture(scope="module")
+def trained(module_mlflow_store):
+    result = train(experiment_from_dict(PUMA_MIXTURE))
+    assert result.status == "finished", result.reason
+    return result, module_mlflow_store
+
+
+@pytest.mark.slow
+def test_a_mixture_run_logs_components_per_epoch_and_solution_sets(trained):
+    result, store = trained
+    metrics = store.get_run(result.run_id).data.metrics
+    history = store.get_metric_history(result.run_id, M.MIXTURE + "effective_components_mean")
+    assert len(history) == 5 and all(1.0 <= h.value <= 8.0 for h in history)
+    assert metrics[M.TEST_EFFECTIVE_COMPONENTS] > 1.5  # several components in use: not collapsed
+    assert "collapsed_mixture" not in result.flags and "ambiguous_data" not in result.flags
+    # the best component is nearer than the most probable one, and both are finite
+    best, top = metrics[M.TEST_BEST_COMPONENT + M.POSITION_MEDIAN], metrics[M.TEST_POSITION_MEDIAN]
+    assert 0 < best < top < 1e4
+    solutions = {k.removeprefix("test/solutions/"): v for k, v in metrics.items() if k.startswith("test/solutions/")}
+    assert solutions["wrong_solutions"] == 0
+    assert solutions["found_solutions_per_pose"] > 1.5  # more than one branch per pose
+    assert 0.3 < solutions["coverage"] <= 1.0
+    assert solutions["reference_solutions_per_pose"] > 3.0  # Puma560: 4.6 inside its limits
+    artifacts = {a.path for a in store.list_artifacts(result.run_id, "plots")}
+    assert "plots/solution_sets.png" in artifacts
+
+
+@pytest.mark.slow
+def test_solve_all_returns_exact_distinct_solutions_and_seeds_pick_the_nearest(trained, puma):
+    result, _ = trained
+    solver = IKSolver.load(result.model_uri)  # the logged model, through its numpy export
+    q_true = np.random.default_rng(7).uniform(puma.qlim[0], puma.qlim[1], size=(40, 6))
+    poses = fk(puma, q_true)
+    sets = solver.solve_all(poses)
+    assert len(sets) == 40
+    counts = [len(s.q) for s in sets]
+    assert sum(counts) >= 60 and max(counts) >= 3
+    rtb_puma = rtb.models.DH.Puma560()
+    for pose, found in zip(poses, sets, strict=True):
+        for q in found.q:  # every returned solution reaches the pose (roboticstoolbox's FK) inside the limits
+            reached = rtb_puma.fkine(q).A
+            assert np.linalg.norm(reached[:3, 3] - pose[:3, 3]) < 2e-5
+            assert np.all((q >= puma.qlim[0] - 1e-9) & (q <= puma.qlim[1] + 1e-9))
+        assert found.success.all()
+        if len(found.q) > 1:
+            gaps = np.abs(wrap_angle(found.q[:, None] - found.q[None])).max(axis=2)
+            assert gaps[~np.eye(len(found.q), dtype=bool)].min() > DISTINCT_RAD
+    # seeded: start 0.3 rad from the second solution of a pose; the answer is exact and at least
+    # as near the seed as every solution solve_all found (up to 1e-3 rad: one solution, refined
+    # to the 0.01 deg tolerance from two starts, lands ~1e-5 rad apart; branches lie > 1 deg apart)
+    rows = [i for i, s in enumerate(sets) if len(s.q) >= 2]
+    seeds = np.array([sets[i].q[1] for i in rows]) + np.random.default_rng(1).uniform(-0.3, 0.3, (len(rows), 6))
+    seeded = solver.solve(poses[rows], q_seed=seeds)
+    assert seeded.success.all()
+    nearest = np.array(
+        [joint_distance(sets[i].q, np.tile(s, (len(sets[i].q), 1))).min() for i, s in zip(rows, seeds, strict=True)]
+    )
+    assert np.all(joint_distance(seeded.q, seeds) <= nearest + 1e-3)
+    # unseeded: the most probable answer, refined; exact where any component converged
+    plain = solver.solve(poses)
+    assert np.all(plain.success[np.array(counts) > 0])
+
+
+def test_mixture_flags_collapse_on_ambiguous_data_and_stay_quiet_on_a_healthy_mixture():
+    collapsed = evaluate_flags([], ambiguity=0.99, effective_components=1.05)
+    assert [f.name for f in collapsed] == ["collapsed_mixture"]
+    assert evaluate_flags([], ambiguity=0.99, effective_components=3.2) == []
+    assert evaluate_flags([], ambiguity=0.001, effective_components=1.0) == []  # one branch: one component is right
+    assert [f.name for f in evaluate_flags([], ambiguity=0.99)] == ["ambiguous_data"]  # a regressor on it
