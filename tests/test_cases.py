@@ -73,6 +73,10 @@ def test_fixed_runs_reach_their_metric(results):
     fixed = ik["fixed"].metrics
     assert fixed["test/position_error_mm_median"] < fixed["baseline/knn/position_error_mm_median"]
     assert fixed["test/position_error_mm_median"] < 0.25 * ik["broken"].metrics["test/position_error_mm_median"]
+    # the second fix keeps the full range: a mixture whose solution sets cover most branches
+    mixture = ik["mixture"].metrics
+    assert mixture["test/position_error_mm_median"] < 0.5 * ik["broken"].metrics["test/position_error_mm_median"]
+    assert mixture["test/solutions/wrong_solutions"] == 0 and mixture["test/solutions/coverage"] > 0.5
     box = cases["box_center"].variants
     fixed_box = box["fixed"].metrics
     assert fixed_box["centre_error_px_median"] < 0.3 * fixed_box["baseline_mean_centre_error_px_median"]

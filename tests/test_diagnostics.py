@@ -193,6 +193,10 @@ def test_flags_describe_the_run_as_it_ended():
     # cosine annealing over 30 epochs on a fit that plateaus at R^2 0.6: under 1% only at the very end
     cosine = [_record(e, r2=0.6, lr_fraction=0.5 * (1 + np.cos(np.pi * e / 30))) for e in range(1, 31)]
     assert cosine[-1]["learning_rate_fraction"] < 0.01 and evaluate_flags(cosine) == []
+    # a time budget's schedule reaches 0 and the last epoch barely moves the weights: still annealing
+    to_zero = cosine[:-1] + [_record(30, r2=0.6, lr_fraction=0.0, update=1e-9)]
+    assert evaluate_flags(to_zero) == []
+    assert _names(evaluate_flags(cosine[:-1] + [_record(30, r2=0.6, lr_fraction=0.5, update=1e-9)])) == {"lr_vanished"}
     per_step_decay = [_record(e, r2=0.6, lr_fraction=1 / (1 + 300 * e)) for e in range(1, 5)]
     assert next(f for f in evaluate_flags(per_step_decay) if f.name == "lr_vanished").epoch == 1
 

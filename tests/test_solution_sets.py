@@ -14,7 +14,7 @@ from iklab.config import experiment_from_dict
 from iklab.diagnostics import evaluate_flags
 from iklab.kinematics import fk, load_robot, wrap_angle
 from iklab.refine import verify
-from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, multi_start
+from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, multi_start, starts_to_match
 from iklab.solver import IKSolver, joint_distance
 from iklab.training import train
 
@@ -85,6 +85,14 @@ def test_multi_start_finds_every_closed_form_solution_of_the_puma560(puma):
     assert comparison.coverage == 1.0 and comparison.extra == 0  # the reference is complete and exact
     few = compare_sets(multi_start(puma, poses, 4, seed=1), reference)
     assert few.coverage < 0.9  # four starts miss branches: coverage measures something
+    # the fewest starts that reach 90%: doubling, then bisection; one start fewer fell short
+    ladder = starts_to_match(puma, poses, reference, 0.9, 256, seed=2)
+    tried = {starts: coverage for starts, coverage, _ in ladder}
+    (starts, coverage, seconds), short = ladder[-1], tried.get(ladder[-1][0] - 1, 0.0)
+    assert coverage >= 0.9 > short and 4 < starts < 256 and seconds > 0
+    assert [s for s in tried if s & (s - 1) == 0][:3] == [1, 2, 4]  # powers of two first
+    never = starts_to_match(puma, poses, reference, 1.01, 8, seed=2)
+    assert [s for s, _, _ in never] == [1, 2, 4, 8]  # up to the cap, none enough
 
 
 # A mixture on Puma560's whole joint range, trained in ~30 s: too short to be accurate, long

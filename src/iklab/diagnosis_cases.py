@@ -45,7 +45,7 @@ from .config import (
     read_yaml,
 )
 from .diagnostics import DiagnosticsCallback, diagnosis_markdown, evaluate_flags
-from .metric_names import R2_MEAN
+from .metric_names import R2_MEAN, SOLUTION_COVERAGE
 from .models import build_optimizer, count_parameters
 from .toy_problems import PROBLEMS
 from .training import TrainResult, mark_diverged, train
@@ -100,18 +100,32 @@ class Case:
     metric: Metric
     broken: dict
     fixed: dict  # dotted overrides of broken
-    quick: dict = field(default_factory=dict)  # dotted overrides of both, for seconds-long runs
+    quick: dict = field(default_factory=dict)  # dotted overrides of every variant, for seconds-long runs
+    # Other fixes, run beside `fixed`: name -> {fix: text, overrides: dotted overrides of broken,
+    # quick: dotted overrides after the case's own quick ones}
+    more_fixes: dict = field(default_factory=dict)
     source: str = ""
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return (*VARIANTS, *self.more_fixes)
+
+    @property
+    def fixes(self) -> tuple[str, ...]:
+        return self.variants[1:]
+
     def experiment(self, variant: str, quick: bool = False) -> ToyExperiment:
-        """The broken or fixed experiment config (IK: ExperimentConfig; else ToyExperiment)."""
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be broken or fixed, got {variant!r}")
+        """A variant's experiment config (IK: ExperimentConfig; else ToyExperiment)."""
+        if variant not in self.variants:
+            raise ValueError(f"variant must be one of {', '.join(self.variants)}, got {variant!r}")
         raw = {**self.broken, "name": f"{self.name}-{variant}"}
+        more = self.more_fixes.get(variant, {})
         if variant == "fixed":
             raw = apply_overrides(raw, self.fixed, self.source)
+        elif more:
+            raw = apply_overrides(raw, more.get("overrides", {}), self.source)
         if quick:
-            raw = apply_overrides(raw, self.quick, self.source)
+            raw = apply_overrides(raw, {**self.quick, **more.get("quick", {})}, self.source)
         if self.problem == "ik":
             return experiment_from_dict(raw, self.source)
         return build_dataclass(ToyExperiment, {**raw, "problem": self.problem}, self.source)
@@ -125,8 +139,9 @@ class CaseResult:
 
     @property
     def diagnosed(self) -> bool:
-        """The broken run raised every expected flag; the fixed run raised none."""
-        return set(self.case.expected_flags) <= set(self.variants["broken"].flags) and not self.variants["fixed"].flags
+        """The broken run raised every expected flag; every fix raised none."""
+        clean = not any(self.variants[fix].flags for fix in self.case.fixes)
+        return set(self.case.expected_flags) <= set(self.variants["broken"].flags) and clean
 
 
 def load_case(path: str | Path) -> Case:
@@ -136,7 +151,10 @@ def load_case(path: str | Path) -> Case:
         raise ConfigError(f"{path}: problem must be ik or one of {', '.join(PROBLEMS)}, got {case.problem!r}")
     if case.metric.goal not in ("min", "max"):
         raise ConfigError(f"{path}: metric.goal must be min or max, got {case.metric.goal!r}")
-    for variant in VARIANTS:
+    for name, more in case.more_fixes.items():
+        if name in VARIANTS or not isinstance(more, dict) or set(more) - {"fix", "overrides", "quick"}:
+            raise ConfigError(f"{path}: more_fixes.{name} must be a new name with keys fix, overrides, quick")
+    for variant in case.variants:
         case.experiment(variant)  # every mistake in the file surfaces now, not after a long run
     return case
 
@@ -244,7 +262,7 @@ def run_case(case: Case, *, parent_run_id: str | None = None, quick: bool = Fals
             }
         )
         mlflow.log_params({"case.file": case.source, "case.quick": quick, "case.problem": case.problem})
-        variants = {v: run_variant(case, v, parent_run_id=run.info.run_id, quick=quick) for v in VARIANTS}
+        variants = {v: run_variant(case, v, parent_run_id=run.info.run_id, quick=quick) for v in case.variants}
         result = CaseResult(case, run.info.run_id, variants)
         _log_comparison(result)
     return result
@@ -263,6 +281,7 @@ def _log_comparison(result: CaseResult) -> None:
         {
             "broken_flags": ",".join(broken.flags) or "none",
             "fixed_flags": ",".join(fixed.flags) or "none",
+            **{f"{fix}_flags": ",".join(result.variants[fix].flags) or "none" for fix in case.more_fixes},
             "verdict": "diagnosed" if result.diagnosed else "NOT diagnosed",
         }
     )
@@ -285,6 +304,7 @@ def comparison_markdown(result: CaseResult) -> str:
         "",
         f"**Fix.** {case.fix}",
         "",
+        *[f"**Fix ({name}).** {more.get('fix', '')}\n" for name, more in case.more_fixes.items()],
         f"Expected flags on the broken run: {', '.join(case.expected_flags)}.",
         "",
         f"| run | flags | {m.label} | "
@@ -299,8 +319,14 @@ def comparison_markdown(result: CaseResult) -> str:
             f"{baseline}{_last(run.history, 'r2_mean'):.3f} | {_last(run.history, 'loss'):.4g} | "
             f"{_last(run.history, 'val_loss'):.4g} | {len(run.history)} | {run.train_seconds:.1f} |"
         )
+    coverage = [(v, r.metrics[SOLUTION_COVERAGE]) for v, r in result.variants.items() if SOLUTION_COVERAGE in r.metrics]
+    if coverage:  # a fix that learns every IK branch: the share of them it finds
+        lines += [
+            "",
+            *[f"Solution coverage of {v}: {c:.1%} of the multi-start reference's solutions." for v, c in coverage],
+        ]
     verdict = (
-        "diagnosed: the broken run raised every expected flag and the fixed run none"
+        "diagnosed: the broken run raised every expected flag and every fix none"
         if result.diagnosed
         else "NOT diagnosed: the flags differ from the expected ones (see each run's diagnosis.md)"
     )
@@ -313,6 +339,7 @@ def comparison_figure(result: CaseResult) -> Figure:
     figure = Figure(figsize=(14, 4), layout="constrained")
     loss_ax, r2_ax, bar_ax = figure.subplots(1, 3)
     colours = {"broken": "tab:red", "fixed": "tab:green"}
+    colours.update({name: "tab:blue" for name in case.more_fixes})
     for variant, run in result.variants.items():
         epochs = [h["epoch"] + 1 for h in run.history]
         label = f"{variant} ({', '.join(run.flags) or 'no flags'})"
@@ -383,9 +410,11 @@ def summary_markdown(results: list[CaseResult]) -> str:
         "| --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for r in results:
-        b, f, m = r.variants["broken"], r.variants["fixed"], r.case.metric
+        b, m = r.variants["broken"], r.case.metric
+        f = r.variants["fixed"]
+        fixes = "; ".join(f"{fix}: {', '.join(r.variants[fix].flags) or 'none'}" for fix in r.case.fixes)
         lines.append(
-            f"| {r.case.title} | {', '.join(b.flags) or 'none'} | {', '.join(f.flags) or 'none'} | "
+            f"| {r.case.title} | {', '.join(b.flags) or 'none'} | {fixes} | "
             f"{m.label} | {b.metrics.get(m.key, math.nan):.4g} | {f.metrics.get(m.key, math.nan):.4g} | "
             f"{'diagnosed' if r.diagnosed else 'NOT diagnosed'} |"
         )

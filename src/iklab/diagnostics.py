@@ -430,10 +430,19 @@ def _lr_vanished(history: list[dict], warmup_epochs: int) -> Flag | None:
             and record.get("learning_rate_fraction", np.nan) < LR_VANISHED_FRACTION
         )
 
+    def annealed(start: int | None) -> bool:
+        """Only the last epochs, the rate decayed under LR_VANISHED_FRACTION of its start: a
+        schedule annealing to 0 (a time budget's ends exactly there), not a vanished rate."""
+        late = start is not None and start > (len(history) - 1) / 2
+        return late and all(r.get("learning_rate_fraction", np.nan) < LR_VANISHED_FRACTION for r in history[start:])
+
     decayed_start = _streak_start(history, decayed, 0)
     if decayed_start is not None and decayed_start > (len(history) - 1) / 2:
         decayed_start = None  # only the last epochs: annealing, see LR_VANISHED_FRACTION
-    starts = [start for start in (_streak_start(history, frozen, 0), decayed_start) if start is not None]
+    frozen_start = _streak_start(history, frozen, 0)
+    if annealed(frozen_start):
+        frozen_start = None
+    starts = [start for start in (frozen_start, decayed_start) if start is not None]
     if not starts:
         return None
     index = min(starts)

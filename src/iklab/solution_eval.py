@@ -6,8 +6,9 @@ the network refined) and those of multi-start IK from ``reference_starts`` rando
 1 deg, modulo 2*pi); extra are exact solutions it found that the reference missed; wrong are
 returned solutions an independent FK check rejects (must be 0).
 
-Speed: multi-start IK with 1, 2, 4, ... starts per pose (another seed than the reference's) until
-its coverage of the reference reaches the model's; the time that took against solve_all's.
+Speed: the fewest multi-start IK starts per pose (another seed than the reference's) whose
+coverage of the reference reaches the model's (:func:`starts_to_match`); its time against
+solve_all's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from .metric_names import SOLUTIONS
 from .refine import verify
-from .solution_sets import compare_sets, multi_start
+from .solution_sets import compare_sets, multi_start, starts_to_match
 from .solver import IKSolver
 
 PREFIX = SOLUTIONS
@@ -31,7 +32,7 @@ class SolutionSetReport:
     metrics: dict[str, float]  # PREFIX + name -> value
     found_counts: np.ndarray  # (N,) distinct exact solutions the model found per pose
     reference_counts: np.ndarray  # (N,) the reference's
-    ladder: list[tuple[int, float, float]]  # multi-start (starts per pose, coverage, seconds), cheapest first
+    ladder: list[tuple[int, float, float]]  # multi-start budgets tried (starts per pose, coverage, seconds)
 
 
 def evaluate_solution_sets(
@@ -55,15 +56,7 @@ def evaluate_solution_sets(
     reference_seconds = time.perf_counter() - started
     comparison = compare_sets(found, reference)
 
-    ladder, starts = [], 1
-    while starts <= reference_starts:
-        started = time.perf_counter()
-        sets = multi_start(robot, poses, starts, seed=seed + 2)
-        seconds = time.perf_counter() - started
-        ladder.append((starts, compare_sets(sets, reference).coverage, seconds))
-        if ladder[-1][1] >= comparison.coverage:
-            break
-        starts *= 2
+    ladder = starts_to_match(robot, poses, reference, comparison.coverage, reference_starts, seed=seed + 2)
     matching = ladder[-1] if ladder[-1][1] >= comparison.coverage else None
     n = len(poses)
     reference_counts = np.array([len(r) for r in reference])

@@ -15,6 +15,7 @@ Numpy and the compiled refinement only (robot side).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,3 +127,35 @@ def compare_sets(
         extra=extra,
         poses_fully_covered=full,
     )
+
+
+def starts_to_match(
+    robot: Robot,
+    poses: np.ndarray,
+    reference: list[np.ndarray],
+    coverage: float,
+    max_starts: int,
+    *,
+    seed: int = 0,
+) -> list[tuple[int, float, float]]:
+    """Multi-start IK budgets tried until the smallest that covers ``coverage`` of ``reference``:
+    1, 2, 4, ... starts per pose, then bisection between the last short and the first enough.
+    -> ``(starts, coverage, seconds)`` per budget tried, in increasing starts; the last matched
+    unless ``max_starts`` never did."""
+    tried: dict[int, tuple[float, float]] = {}
+
+    def run(starts: int) -> bool:
+        started = time.perf_counter()
+        sets = multi_start(robot, poses, starts, seed=seed)
+        tried[starts] = (compare_sets(sets, reference).coverage, time.perf_counter() - started)
+        return tried[starts][0] >= coverage
+
+    low, high = 0, 1
+    while not run(high):
+        if high >= max_starts:
+            return [(s, *tried[s]) for s in sorted(tried)]
+        low, high = high, min(2 * high, max_starts)
+    while high - low > 1:  # low falls short (0: nothing), high is enough
+        middle = (low + high) // 2
+        low, high = (low, middle) if run(middle) else (middle, high)
+    return [(s, *tried[s]) for s in sorted(tried) if s <= high]
