@@ -64,7 +64,7 @@ search-long: venv
 	  -P experiment=experiments/search_jaco_long.yaml -P study_name=$(LONG_STUDY) \
 	  -P final_overrides="training.time_budget_minutes=$(LONG_MINUTES)"
 
-# The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (3 to 7 min here).
+# The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (about 7 min here, case 1 with two fixes).
 cases: venv
 	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
 
