@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/bench_solve_all.py --model runs:/<run id>/model [--p
 """
 
 import argparse
-import itertools
 import math
 import os
 import sys
@@ -28,8 +27,8 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(__file__).resolve
 import numpy as np  # noqa: E402
 
 from iklab.kinematics import fk  # noqa: E402
-from iklab.refine import verify  # noqa: E402
-from iklab.solution_sets import compare_sets, distinct, multi_start, starts_to_match  # noqa: E402
+from iklab.solution_eval import puma560_closed_form_sets  # noqa: E402
+from iklab.solution_sets import compare_sets, multi_start, starts_to_match  # noqa: E402
 from iklab.solver import IKSolver  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
@@ -54,22 +53,6 @@ def newest_mixture_model(robot: str) -> str:
     if not runs:
         sys.exit(f"no finished mixture run in ik-{robot}-train: train one (experiments/{robot}_full_mixture.yaml)")
     return f"runs:/{runs[0].info.run_id}/model"
-
-
-def closed_form_sets(robot, poses: np.ndarray) -> list[np.ndarray]:
-    """Puma560's analytic solutions inside the joint limits, FK-exact, deduplicated."""
-    import roboticstoolbox as rtb
-
-    puma = rtb.models.DH.Puma560()
-    sets = []
-    for pose in poses:
-        found = [puma.ikine_a(pose, config="".join(c)) for c in itertools.product("lr", "ud", "nf")]
-        q = np.array([s.q for s in found if s.success]).reshape(-1, 6)
-        target_r, target_p = np.repeat(pose[None, :3, :3], len(q), 0), np.repeat(pose[None, :3, 3], len(q), 0)
-        check = verify(robot, q, target_r, target_p, 1e-6, 1e-6, lower=robot.qlim[0], upper=robot.qlim[1])
-        exact = check.q[check.success]
-        sets.append(exact[distinct(exact)])
-    return sets
 
 
 def main() -> None:
@@ -107,7 +90,7 @@ def main() -> None:
         f"{1000 * seconds / n:.3f} ms per pose (best of {REPEATS})"
     )
     if robot.name == "puma560":
-        closed = closed_form_sets(robot, poses)
+        closed = puma560_closed_form_sets(robot, poses)
         against = compare_sets(found, closed)
         complete = compare_sets(reference, closed)
         print(

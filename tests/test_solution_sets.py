@@ -2,7 +2,6 @@
 a small mixture model trained through iklab.train whose solve_all returns exact, distinct
 solutions (never a wrong one) and whose seeded solve picks the nearest."""
 
-import itertools
 import math
 
 import numpy as np
@@ -13,7 +12,7 @@ from iklab import metric_names as M
 from iklab.config import experiment_from_dict
 from iklab.diagnostics import evaluate_flags
 from iklab.kinematics import fk, load_robot, wrap_angle
-from iklab.refine import verify
+from iklab.solution_eval import puma560_closed_form_sets
 from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, multi_start, starts_to_match
 from iklab.solver import IKSolver, joint_distance
 from iklab.training import train
@@ -52,32 +51,9 @@ def test_compare_sets_counts_matches_extras_and_full_poses():
         compare_sets(found, reference[:1])
 
 
-def closed_form_sets(robot, poses):
-    """Puma560's analytic solutions (roboticstoolbox's ikine_a, all 8 configurations), kept when
-    inside the joint limits and FK-exact, deduplicated."""
-    puma = rtb.models.DH.Puma560()
-    sets = []
-    for pose in poses:
-        found = [puma.ikine_a(pose, config="".join(c)) for c in itertools.product("lr", "ud", "nf")]
-        q = np.array([s.q for s in found if s.success]).reshape(-1, 6)
-        check = verify(
-            robot,
-            q,
-            np.repeat(pose[None, :3, :3], len(q), 0),
-            np.repeat(pose[None, :3, 3], len(q), 0),
-            1e-6,
-            1e-6,
-            lower=robot.qlim[0],
-            upper=robot.qlim[1],
-        )
-        exact = check.q[check.success]
-        sets.append(exact[distinct(exact)])
-    return sets
-
-
 def test_multi_start_finds_every_closed_form_solution_of_the_puma560(puma):
     poses = fk(puma, np.random.default_rng(0).uniform(puma.qlim[0], puma.qlim[1], size=(30, 6)))
-    reference = closed_form_sets(puma, poses)
+    reference = puma560_closed_form_sets(puma, poses)
     counts = [len(r) for r in reference]
     assert min(counts) >= 1 and max(counts) >= 6  # several branches inside the limits
     found = multi_start(puma, poses, 256, seed=1)

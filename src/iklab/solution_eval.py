@@ -13,15 +13,17 @@ solve_all's.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from .kinematics import Robot
 from .metric_names import SOLUTIONS
 from .refine import verify
-from .solution_sets import compare_sets, multi_start, starts_to_match
+from .solution_sets import compare_sets, distinct, multi_start, starts_to_match
 from .solver import IKSolver
 
 PREFIX = SOLUTIONS
@@ -107,3 +109,24 @@ def solution_set_figure(report: SolutionSetReport, title: str) -> object:
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def puma560_closed_form_sets(robot: Robot, poses: np.ndarray) -> list[np.ndarray]:
+    """Every IK solution of each Puma560 pose in ``poses`` (N, 4, 4) from roboticstoolbox's
+    closed form (``ikine_a``, its 8 configurations): those inside ``robot``'s joint limits whose
+    FK (ours) reaches the pose within 1e-6, deduplicated as the solution sets are. A second
+    reference beside multi-start (tests, bench/bench_solve_all.py)."""
+    import roboticstoolbox as rtb  # the train extra's
+
+    if robot.name != "puma560":
+        raise ValueError(f"the closed form is Puma560's, not {robot.name}'s")
+    puma = rtb.models.DH.Puma560()
+    sets = []
+    for pose in poses:
+        found = [puma.ikine_a(pose, config="".join(c)) for c in itertools.product("lr", "ud", "nf")]
+        q = np.array([s.q for s in found if s.success]).reshape(-1, 6)
+        target_r, target_p = np.repeat(pose[None, :3, :3], len(q), 0), np.repeat(pose[None, :3, 3], len(q), 0)
+        check = verify(robot, q, target_r, target_p, 1e-6, 1e-6, lower=robot.qlim[0], upper=robot.qlim[1])
+        exact = check.q[check.success]
+        sets.append(exact[distinct(exact)])
+    return sets

@@ -382,7 +382,8 @@ def evaluate_and_log(
     result: TrainResult,
 ) -> None:
     """Test-split errors of the model and the baselines, flags, and their artifacts."""
-    q_pred = predict_joints(model, arrays.x_test, config.data.output_encoding)
+    raw_test = raw_outputs(model, arrays.x_test)  # once: a mixture's metrics below read it too
+    q_pred = decode_outputs(raw_test, config.data.output_encoding)
     reports = evaluate_with_baselines(
         dataset.robot,
         q_pred,
@@ -400,7 +401,7 @@ def evaluate_and_log(
     metrics.update(reports["mean"].summary(M.MEAN))
     metrics.update(reports["knn"].summary(M.KNN))
     if config.data.output_encoding == "mixture":
-        metrics.update(mixture_test_metrics(config, dataset, arrays, model))
+        metrics.update(mixture_test_metrics(config, dataset, arrays, raw_test))
     metrics.update(
         {
             "epochs_run": float(len(result.history)),
@@ -450,10 +451,10 @@ def solution_set_poses(config: ExperimentConfig) -> int:
     return chosen
 
 
-def mixture_test_metrics(config: ExperimentConfig, dataset: Dataset, arrays: Arrays, model: keras.Model) -> dict:
-    """A mixture on the test split: its components' use (``test/mixture/*``) and the raw error
-    of its best component per pose (``test/best_component/*``, before any refinement)."""
-    raw = raw_outputs(model, arrays.x_test)
+def mixture_test_metrics(config: ExperimentConfig, dataset: Dataset, arrays: Arrays, raw: np.ndarray) -> dict:
+    """A mixture on the test split, from the network's raw outputs on the test rows: its
+    components' use (``test/mixture/*``) and the raw error of its best component per pose
+    (``test/best_component/*``, before any refinement)."""
     summary = mixture_summary(raw, config.model.mixture_components, 6, arrays.q_test)
     _, candidates = decode_candidates(raw, "mixture")
     best = best_candidate_errors(dataset.robot, candidates, arrays.q_test)
