@@ -13,7 +13,7 @@ from iklab.config import experiment_from_dict
 from iklab.diagnostics import evaluate_flags
 from iklab.kinematics import fk, load_robot, wrap_angle
 from iklab.solution_eval import puma560_closed_form_sets
-from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, multi_start, starts_to_match
+from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, distinct_mask, multi_start, starts_to_match
 from iklab.solver import IKSolver, joint_distance
 from iklab.training import train
 
@@ -37,6 +37,24 @@ def test_distinct_keeps_one_row_per_solution_modulo_2pi():
     assert distinct(q).tolist() == [0, 3, 4]
     assert distinct(q, tolerance_rad=np.radians(2.0)).tolist() == [0, 4]
     assert distinct(np.zeros((0, 6))).tolist() == []
+
+
+def test_distinct_mask_keeps_each_poses_exact_candidates_as_distinct_does():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(-4, 4, size=(200, 4, 6))
+    near = base[:, :3] + rng.normal(0, 0.01, size=(200, 3, 6)) + 2 * math.pi * rng.integers(-1, 2, size=(200, 3, 6))
+    q = np.concatenate([base, near, rng.uniform(-4, 4, size=(200, 5, 6))], axis=1)  # (200, 12, 6)
+    success = rng.random((200, 12)) < 0.7
+    keep = distinct_mask(q, success)
+    for pose in range(200):  # in order: an exact candidate is kept unless a kept one is within 1 deg
+        kept = []
+        for j in np.flatnonzero(success[pose]):
+            if all(np.abs(wrap_angle(q[pose, j] - q[pose, i])).max() > DISTINCT_RAD for i in kept):
+                kept.append(j)
+        assert np.flatnonzero(keep[pose]).tolist() == kept
+    assert 0 < keep.sum() < success.sum()  # the near-duplicates were dropped, not everything
+    with pytest.raises(ValueError, match="candidates"):
+        distinct_mask(q[0], success[0])
 
 
 def test_compare_sets_counts_matches_extras_and_full_poses():
