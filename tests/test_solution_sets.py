@@ -13,7 +13,15 @@ from iklab.config import experiment_from_dict
 from iklab.diagnostics import evaluate_flags
 from iklab.kinematics import fk, load_robot, wrap_angle
 from iklab.solution_eval import puma560_closed_form_sets
-from iklab.solution_sets import DISTINCT_RAD, compare_sets, distinct, distinct_mask, multi_start, starts_to_match
+from iklab.solution_sets import (
+    DISTINCT_RAD,
+    cheapest_match,
+    compare_sets,
+    distinct,
+    distinct_mask,
+    multi_start,
+    starts_to_match,
+)
 from iklab.solver import IKSolver, joint_distance
 from iklab.training import train
 
@@ -87,6 +95,13 @@ def test_multi_start_finds_every_closed_form_solution_of_the_puma560(puma):
     assert [s for s in tried if s & (s - 1) == 0][:3] == [1, 2, 4]  # powers of two first
     never = starts_to_match(puma, poses, reference, 1.01, 8, seed=2)
     assert [s for s, _, _ in never] == [1, 2, 4, 8]  # up to the cap, none enough
+    # starts refined for at most 3 steps rarely converge: they never reach 90% in 64 starts, so
+    # the cheapest multi-start that does is the 100-step one, with the same ladder's answer
+    short_steps = starts_to_match(puma, poses, reference, 0.9, 64, seed=2, max_iterations=3)
+    assert short_steps[-1][1] < 0.9
+    match = cheapest_match(puma, poses, reference, 0.9, 64, seed=2, caps=(3, 100))
+    assert match.matched and match.max_iterations == 100 and match.starts == starts
+    assert match.ladder[-1][1] >= 0.9 and match.seconds > 0
 
 
 # A mixture on Puma560's whole joint range, trained in ~30 s: too short to be accurate, long

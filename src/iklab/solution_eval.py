@@ -7,8 +7,9 @@ the network refined) and those of multi-start IK from ``reference_starts`` rando
 returned solutions an independent FK check rejects (must be 0).
 
 Speed: the fewest multi-start IK starts per pose (another seed than the reference's) whose
-coverage of the reference reaches the model's (:func:`starts_to_match`); its time against
-solve_all's.
+coverage of the reference reaches the model's, at the iteration cap per start where that is
+cheapest (:func:`cheapest_match`: a random start refined for at most 20, 30 or 100 steps); its
+time against solve_all's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from .kinematics import Robot
 from .metric_names import SOLUTIONS
 from .refine import verify
-from .solution_sets import compare_sets, distinct, multi_start, starts_to_match
+from .solution_sets import cheapest_match, compare_sets, distinct, multi_start
 from .solver import IKSolver
 
 PREFIX = SOLUTIONS
@@ -34,7 +35,7 @@ class SolutionSetReport:
     metrics: dict[str, float]  # PREFIX + name -> value
     found_counts: np.ndarray  # (N,) distinct exact solutions the model found per pose
     reference_counts: np.ndarray  # (N,) the reference's
-    ladder: list[tuple[int, float, float]]  # multi-start budgets tried (starts per pose, coverage, seconds)
+    ladder: list[tuple[int, float, float]]  # the matching cap's budgets tried (starts per pose, coverage, seconds)
 
 
 def evaluate_solution_sets(
@@ -58,8 +59,8 @@ def evaluate_solution_sets(
     reference_seconds = time.perf_counter() - started
     comparison = compare_sets(found, reference)
 
-    ladder = starts_to_match(robot, poses, reference, comparison.coverage, reference_starts, seed=seed + 2)
-    matching = ladder[-1] if ladder[-1][1] >= comparison.coverage else None
+    match = cheapest_match(robot, poses, reference, comparison.coverage, reference_starts, seed=seed + 2)
+    matching = match.ladder[-1] if match.matched else None
     n = len(poses)
     reference_counts = np.array([len(r) for r in reference])
     found_counts = np.array([len(f) for f in found])
@@ -77,10 +78,11 @@ def evaluate_solution_sets(
         "reference_starts": float(reference_starts),
         # the multi-start budget that first matched the model's coverage (NaN: none up to the reference's)
         "multistart_matching_starts": float(matching[0]) if matching else math.nan,
+        "multistart_matching_max_iterations": float(match.max_iterations) if matching else math.nan,
         "multistart_matching_ms_per_pose": 1000 * matching[2] / n if matching else math.nan,
         "speedup_vs_multistart": matching[2] / model_seconds if matching else math.nan,
     }
-    return SolutionSetReport({PREFIX + k: v for k, v in metrics.items()}, found_counts, reference_counts, ladder)
+    return SolutionSetReport({PREFIX + k: v for k, v in metrics.items()}, found_counts, reference_counts, match.ladder)
 
 
 def solution_set_figure(report: SolutionSetReport, title: str) -> object:
@@ -96,11 +98,14 @@ def solution_set_figure(report: SolutionSetReport, title: str) -> object:
     counts.set_ylabel("poses")
     counts.legend()
     n = len(report.found_counts)
+    m = report.metrics
+    cap = m[PREFIX + "multistart_matching_max_iterations"]
+    steps = f"<= {cap:.0f} steps each" if math.isfinite(cap) else "none matched"
     starts, coverage, seconds = zip(*report.ladder, strict=True)
-    cost.plot(1000 * np.array(seconds) / n, 100 * np.array(coverage), "o-", label="multi-start (starts per pose)")
+    label = f"multi-start (starts per pose, {steps})"
+    cost.plot(1000 * np.array(seconds) / n, 100 * np.array(coverage), "o-", label=label)
     for s, c, t in report.ladder:
         cost.annotate(str(s), (1000 * t / n, 100 * c), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    m = report.metrics
     cost.plot([m[PREFIX + "solve_all_ms_per_pose"]], [100 * m[PREFIX + "coverage"]], "r*", ms=14, label="model")
     cost.set_xscale("log")
     cost.set_xlabel("ms per pose")
