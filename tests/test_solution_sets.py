@@ -10,7 +10,8 @@ import roboticstoolbox as rtb
 
 from iklab import metric_names as M
 from iklab.config import experiment_from_dict
-from iklab.diagnostics import evaluate_flags
+from iklab.diagnostics import R2_MEAN, evaluate_flags, fit_metrics
+from iklab.encodings import decode_outputs
 from iklab.kinematics import fk, load_robot, wrap_angle
 from iklab.solution_eval import puma560_closed_form_sets
 from iklab.solution_sets import (
@@ -23,7 +24,8 @@ from iklab.solution_sets import (
     starts_to_match,
 )
 from iklab.solver import IKSolver, joint_distance
-from iklab.training import train
+from iklab.task_loss import pose_targets
+from iklab.training import nearest_component_decoder, train
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +135,9 @@ def test_a_mixture_run_logs_components_per_epoch_and_solution_sets(trained):
     assert len(history) == 5 and all(1.0 <= h.value <= 8.0 for h in history)
     assert metrics[M.TEST_EFFECTIVE_COMPONENTS] > 1.5  # several components in use: not collapsed
     assert "collapsed_mixture" not in result.flags and "ambiguous_data" not in result.flags
+    # R^2 judged on the component nearest each probe target's pose: a learning mixture is not collapsed
+    r2 = store.get_metric_history(result.run_id, "r2_mean")
+    assert len(r2) == 5 and r2[-1].value > 0.3 and "collapsed_to_mean" not in result.flags  # threshold 0.05
     # the best component is nearer than the most probable one, and both are finite
     best, top = metrics[M.TEST_BEST_COMPONENT + M.POSITION_MEDIAN], metrics[M.TEST_POSITION_MEDIAN]
     assert 0 < best < top < 1e4
@@ -179,6 +184,29 @@ def test_solve_all_returns_exact_distinct_solutions_and_seeds_pick_the_nearest(t
     # unseeded: the most probable answer, refined; exact where any component converged
     plain = solver.solve(poses)
     assert np.all(plain.success[np.array(counts) > 0])
+
+
+def test_a_mixture_is_judged_by_its_nearest_component_not_its_heaviest(puma):
+    """Half the rows' heaviest component is a wrong answer, another component the right one:
+    R^2 of the heaviest component says collapsed (the search pruned a learning mixture so),
+    R^2 of the component nearest each target says learned."""
+    rng = np.random.default_rng(0)
+    n, k = 1000, 3
+    q_true = rng.uniform(puma.qlim[0], puma.qlim[1], size=(n, 6))
+    mu = rng.uniform(-math.pi, math.pi, size=(n, k, 6))
+    right = rng.integers(0, k, size=n)
+    mu[np.arange(n), right] = q_true
+    logits = np.zeros((n, k))
+    logits[np.arange(n), right] = 3.0  # the right component is the heaviest ...
+    logits[: n // 2] = 0.0
+    logits[np.arange(n // 2), (right[: n // 2] + 1) % k] = 3.0  # ... except on half the rows
+    raw = np.concatenate([logits, np.cos(mu).reshape(n, -1), np.sin(mu).reshape(n, -1), np.zeros((n, k * 6))], 1)
+    nearest = nearest_component_decoder(puma, q_true)(raw)
+    np.testing.assert_allclose(wrap_angle(nearest - q_true), 0.0, atol=1e-9)
+    targets = pose_targets(puma, q_true)
+    heaviest = fit_metrics(pose_targets(puma, decode_outputs(raw, "mixture")), targets, False)[R2_MEAN]
+    assert heaviest < 0.6
+    assert fit_metrics(pose_targets(puma, nearest), targets, False)[R2_MEAN] > 0.999
 
 
 def test_mixture_flags_collapse_on_ambiguous_data_and_stay_quiet_on_a_healthy_mixture():

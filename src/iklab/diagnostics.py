@@ -155,10 +155,15 @@ class DiagnosticsCallback(keras.callbacks.Callback):
     ``decode`` maps raw model outputs there (identity if None). angular_targets: residuals are
     wrapped to [-pi, pi). ``fit_space`` (optional) maps decoded predictions and targets alike
     into the space where R^2 is judged instead (e.g. the pose, for a loss that accepts any joints
-    reaching it); its values are not angular. loss_fn: the training loss (callable or Keras name) for the gradient
-    norms on grad_batch = (x, y), one training batch. Each epoch appends a dict to ``history``
-    (with its 1-based ``epoch``) and writes the same metrics into ``logs`` for the callbacks after
-    this one; ``last_prediction`` keeps the epoch's decoded probe prediction for them too.
+    reaching it); its values are not angular. ``fit_decode`` (optional) replaces ``decode`` for
+    R^2 only: a mixture's most probable answer is judged by ``decode``'s error figures, but
+    whether it has learned anything by the component nearest each target (early in training the
+    heaviest component of some rows sits between branches, and squared errors make R^2 of the
+    most probable answer look collapsed on a mixture that is learning). loss_fn: the training
+    loss (callable or Keras name) for the gradient norms on grad_batch = (x, y), one training
+    batch. Each epoch appends a dict to ``history`` (with its 1-based ``epoch``) and writes the
+    same metrics into ``logs`` for the callbacks after this one; ``last_prediction`` keeps the
+    epoch's decoded probe prediction for them too.
     """
 
     def __init__(
@@ -171,6 +176,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         decode: Callable | None = None,
         angular_targets: bool = False,
         fit_space: Callable[[np.ndarray], np.ndarray] | None = None,
+        fit_decode: Callable | None = None,
     ) -> None:
         super().__init__()
         if len(grad_batch) != 2:
@@ -180,7 +186,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
         self.grad_batch, self.decode = tuple(grad_batch), decode or (lambda raw: raw)
         self.angular_targets = angular_targets and fit_space is None
-        self.fit_space = fit_space
+        self.fit_space, self.fit_decode = fit_space, fit_decode
         self._fit_targets = fit_space(self.probe_targets) if fit_space else self.probe_targets
         self.history: list[dict[str, float]] = []
         self.last_prediction: np.ndarray | None = None
@@ -250,7 +256,11 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.last_raw = raw[0] if len(raw) == 1 else None
         pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
         self.last_prediction = pred.reshape(self.probe_targets.shape)
-        fitted = self.fit_space(self.last_prediction) if self.fit_space else self.last_prediction
+        judged = self.last_prediction
+        if self.fit_decode is not None:
+            judged = np.asarray(self.fit_decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
+            judged = judged.reshape(self.probe_targets.shape)
+        fitted = self.fit_space(judged) if self.fit_space else judged
         return {**metrics, **fit_metrics(fitted, self._fit_targets, self.angular_targets)}
 
     def _update_ratios(self) -> dict[str, float]:

@@ -182,7 +182,24 @@ def diagnostics_callback(
         decode=lambda y: decode_outputs(y, encoding),
         angular_targets=True,
         fit_space=(lambda q: pose_targets(robot, q)) if task_space else None,
+        fit_decode=nearest_component_decoder(robot, arrays.q_val[probe]) if encoding == "mixture" else None,
     )
+
+
+def nearest_component_decoder(robot: Robot, q_targets: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw mixture outputs for the rows of ``q_targets`` ``(N, 6)`` -> ``(N, 6)`` joints: each row's
+    component whose pose (:func:`pose_targets`: position and rotation) is nearest the target's.
+    What the diagnostics judge a mixture's fit by (``fit_decode``)."""
+    targets = pose_targets(robot, q_targets).astype(np.float64)
+
+    def decode(raw: np.ndarray) -> np.ndarray:
+        _, candidates = decode_candidates(raw, "mixture")  # (N, K, 6)
+        n, k = candidates.shape[:2]
+        poses = pose_targets(robot, candidates.reshape(n * k, -1)).reshape(n, k, -1)
+        nearest = np.argmin(((poses - targets[:, None, :]) ** 2).sum(axis=2), axis=1)
+        return candidates[np.arange(n), nearest]
+
+    return decode
 
 
 class TaskSpaceProbe(keras.callbacks.Callback):
