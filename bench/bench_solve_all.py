@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from iklab.kinematics import fk  # noqa: E402
 from iklab.solution_eval import puma560_closed_form_sets  # noqa: E402
-from iklab.solution_sets import MATCH_ITERATIONS, compare_sets, multi_start, starts_to_match  # noqa: E402
+from iklab.solution_sets import compare_sets, match_at_caps, multi_start  # noqa: E402
 from iklab.solver import IKSolver  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
@@ -106,24 +106,22 @@ def main() -> None:
             f"{against.coverage:.1%}, the multi-start reference {complete.coverage:.1%}"
         )
     matches = {}
-    for cap in MATCH_ITERATIONS:
+    tries = match_at_caps(robot, poses, reference, mine.coverage, args.reference_starts, seed=args.seed + 2)
+    for match in tries:
+        cap = match.max_iterations
         print(
             f"multi-start to match, each start refined for at most {cap} steps (1, 2, 4, ... starts per pose, "
             "then bisection): starts, coverage, ms per pose"
         )
-        ladder = starts_to_match(
-            robot, poses, reference, mine.coverage, args.reference_starts, seed=args.seed + 2, max_iterations=cap
-        )
-        for starts, coverage, elapsed in ladder:
+        for starts, coverage, elapsed in match.ladder:
             print(f"  {starts:4d}  {coverage:6.1%}  {1000 * elapsed / n:8.3f}")
-        if ladder[-1][1] >= mine.coverage:
-            starts = ladder[-1][0]
+        if match.matched:
             matches[cap] = min(  # the matching budget timed like solve_all: best of REPEATS
-                timed(partial(multi_start, robot, poses, starts, seed=args.seed + 2, max_iterations=cap))
+                timed(partial(multi_start, robot, poses, match.starts, seed=args.seed + 2, max_iterations=cap))
                 for _ in range(REPEATS)
             )
             print(
-                f"  {starts} starts: {1000 * matches[cap] / n:.3f} ms per pose (best of {REPEATS}); "
+                f"  {match.starts} starts: {1000 * matches[cap] / n:.3f} ms per pose (best of {REPEATS}); "
                 f"speed-up of solve_all at equal coverage: {matches[cap] / seconds:.1f}x"
             )
         else:

@@ -253,13 +253,13 @@ class DiagnosticsCallback(keras.callbacks.Callback):
                 }
             )
         raw = [r.numpy() for r in raw]
+        outputs = raw[0] if len(raw) == 1 else raw
         self.last_raw = raw[0] if len(raw) == 1 else None
-        pred = np.asarray(self.decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
+        pred = np.asarray(self.decode(outputs), dtype=np.float64)
         self.last_prediction = pred.reshape(self.probe_targets.shape)
         judged = self.last_prediction
         if self.fit_decode is not None:
-            judged = np.asarray(self.fit_decode(raw[0] if len(raw) == 1 else raw), dtype=np.float64)
-            judged = judged.reshape(self.probe_targets.shape)
+            judged = np.asarray(self.fit_decode(outputs), dtype=np.float64).reshape(self.probe_targets.shape)
         fitted = self.fit_space(judged) if self.fit_space else judged
         return {**metrics, **fit_metrics(fitted, self._fit_targets, self.angular_targets)}
 

@@ -206,6 +206,24 @@ class MultiStartMatch:
         return self.ladder[-1][2]
 
 
+def match_at_caps(
+    robot: Robot,
+    poses: np.ndarray,
+    reference: list[np.ndarray],
+    coverage: float,
+    max_starts: int,
+    *,
+    seed: int = 0,
+    caps: tuple[int, ...] = MATCH_ITERATIONS,
+) -> list[MultiStartMatch]:
+    """:func:`starts_to_match` at each iteration cap in ``caps``, in order."""
+    return [
+        MultiStartMatch(cap, ladder, ladder[-1][1] >= coverage)
+        for cap in caps
+        for ladder in [starts_to_match(robot, poses, reference, coverage, max_starts, seed=seed, max_iterations=cap)]
+    ]
+
+
 def cheapest_match(
     robot: Robot,
     poses: np.ndarray,
@@ -216,13 +234,9 @@ def cheapest_match(
     seed: int = 0,
     caps: tuple[int, ...] = MATCH_ITERATIONS,
 ) -> MultiStartMatch:
-    """:func:`starts_to_match` at each iteration cap in ``caps``; the one whose matching budget
-    took the least time (a cap that never matched only when none did: then the most covering)."""
-    tries = [
-        MultiStartMatch(cap, ladder, ladder[-1][1] >= coverage)
-        for cap in caps
-        for ladder in [starts_to_match(robot, poses, reference, coverage, max_starts, seed=seed, max_iterations=cap)]
-    ]
+    """Of :func:`match_at_caps`, the cap whose matching budget took the least time (a cap that
+    never matched only when none did: then the most covering)."""
+    tries = match_at_caps(robot, poses, reference, coverage, max_starts, seed=seed, caps=caps)
     matched = [t for t in tries if t.matched]
     if matched:
         return min(matched, key=lambda t: t.seconds)
