@@ -429,3 +429,51 @@ def test_ui_links_open_the_training_view(mlflow_store):
     assert experiment_link(5000, experiment_id) == (
         f"http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
     )
+
+
+class _RacedClient:
+    """An MLflow client whose tag writes lose a race: before each of the first `losses` writes,
+    a rival worker writes the tag (if `rival`), then the write fails on the tag's unique key, as
+    MLflow's SQL store does when several search workers start together on one server."""
+
+    def __init__(self, store, losses, rival):
+        self.store, self.losses, self.rival, self.writes = store, losses, rival, 0
+
+    def get_experiment(self, experiment_id):
+        return self.store.get_experiment(experiment_id)
+
+    def set_experiment_tag(self, experiment_id, key, value):
+        from mlflow.exceptions import MlflowException
+
+        self.writes += 1
+        if self.losses:
+            self.losses -= 1
+            if self.rival:
+                self.store.set_experiment_tag(experiment_id, key, value)
+            raise MlflowException("duplicate key value violates unique constraint experiment_tag_pk")
+        self.store.set_experiment_tag(experiment_id, key, value)
+
+
+def test_workers_describing_one_experiment_at_once_do_not_fail(mlflow_store):
+    from mlflow.exceptions import MlflowException
+
+    from iklab.experiments import describe_experiment
+
+    # the rival's tags are kept, nothing is written twice
+    experiment_id = mlflow_store.create_experiment("ik-jaco-search")
+    raced = _RacedClient(mlflow_store, losses=2, rival=True)
+    describe_experiment(experiment_id, raced)
+    tags = mlflow_store.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.note.content"].startswith("Optuna architecture searches")
+    assert raced.writes == 2
+    # a failed write that left the tag absent is tried once more
+    experiment_id = mlflow_store.create_experiment("ik-ur5-search")
+    raced = _RacedClient(mlflow_store, losses=1, rival=False)
+    describe_experiment(experiment_id, raced)
+    assert mlflow_store.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert raced.writes == 3
+    # and a store that keeps failing is not hidden
+    experiment_id = mlflow_store.create_experiment("ik-kuka-search")
+    with pytest.raises(MlflowException, match="unique"):
+        describe_experiment(experiment_id, _RacedClient(mlflow_store, losses=2, rival=False))

@@ -6,6 +6,7 @@ client only): `iklab.ui` uses it before the UI starts, `iklab.mlflow_logging` wh
 from __future__ import annotations
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 # One-line descriptions of iklab's experiments, by name suffix (shown in the UI).
 _EXPERIMENT_DESCRIPTIONS = (
@@ -30,12 +31,25 @@ def describe_experiment(experiment_id: str, client: MlflowClient | None = None) 
     client = client or MlflowClient()
     experiment = client.get_experiment(experiment_id)
     if experiment.tags.get("mlflow.experimentKind") != "custom_model_development":
-        client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+        _set_tag_racing(client, experiment_id, "mlflow.experimentKind", "custom_model_development")
     if "mlflow.note.content" not in experiment.tags:
         for key, text in _EXPERIMENT_DESCRIPTIONS:
             if experiment.name.endswith(key):
-                client.set_experiment_tag(experiment_id, "mlflow.note.content", text)
+                _set_tag_racing(client, experiment_id, "mlflow.note.content", text)
                 break
+
+
+def _set_tag_racing(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment tag that other workers may be setting at the same moment. MLflow's SQL
+    store reads, then inserts: of several search workers starting together on one server, the
+    later inserts fail on the tag's unique key (seen on PostgreSQL). The tag another worker has
+    just written is kept; a failure that leaves the tag absent is tried once more and raised if
+    it fails again."""
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        if client.get_experiment(experiment_id).tags.get(key) is None:
+            client.set_experiment_tag(experiment_id, key, value)
 
 
 def experiment_link(port: int, experiment_id: str) -> str:
