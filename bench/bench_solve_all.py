@@ -11,6 +11,11 @@ steps and more starts can be cheaper): the ratio is the cheapest one's time over
 Both run on the same poses, this process, this machine. For Puma560 the closed-form solutions
 (roboticstoolbox's ikine_a, 8 configurations, inside the joint limits) are a second reference.
 
+Bounds, so a missed target says how far any model of this network could go: the network's
+forward pass alone (solve_all with refinement free), and a perfect model's solve_all (this
+forward pass, then the reference solutions themselves refined: each already exact, so only
+the FK check runs, and nothing is spent on components that lead nowhere or to a duplicate).
+
 Run: .venv/bin/python bench/bench_solve_all.py --model runs:/<run id>/model [--poses 500]
      (default --model: the newest finished run of ik-<--robot>-train with output_encoding mixture)
 """
@@ -29,11 +34,13 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(__file__).resolve
 import numpy as np  # noqa: E402
 
 from iklab.kinematics import fk  # noqa: E402
+from iklab.refine import refine  # noqa: E402
 from iklab.solution_eval import puma560_closed_form_sets  # noqa: E402
 from iklab.solution_sets import compare_sets, match_at_caps, multi_start  # noqa: E402
 from iklab.solver import IKSolver  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
+SOLVE_ALL_TOLERANCES = {"tolerance_m": 1e-5, "tolerance_rad": math.radians(0.01)}  # solve_all's defaults
 REPEATS = 3
 
 
@@ -134,6 +141,18 @@ def main() -> None:
     print(
         f"speed-up of solve_all over the cheapest multi-start at equal coverage ({cap} steps per start): "
         f"{ratio:.1f}x ({verdict} the {TARGET_SPEEDUP:.0f}x target)"
+    )
+    forward = min(timed(partial(solver.predict, poses)) for _ in range(REPEATS))
+    exact = np.concatenate(reference)
+    targets = np.repeat(poses, [len(r) for r in reference], axis=0)
+    check = min(
+        timed(partial(refine, robot, exact, targets, lower=robot.qlim[0], upper=robot.qlim[1], **SOLVE_ALL_TOLERANCES))
+        for _ in range(REPEATS)
+    )
+    print(
+        f"bounds: the forward pass alone {1000 * forward / n:.3f} ms per pose ({matches[cap] / forward:.1f}x); "
+        f"a perfect model (forward pass + FK check of the {len(exact) / n:.2f} reference solutions per pose) "
+        f"{1000 * (forward + check) / n:.3f} ms per pose ({matches[cap] / (forward + check):.1f}x)"
     )
 
 
