@@ -21,6 +21,7 @@ Run: .venv/bin/python bench/bench_solve_all.py --model runs:/<run id>/model [--p
 """
 
 import argparse
+import inspect
 import math
 import os
 import sys
@@ -40,7 +41,6 @@ from iklab.solution_sets import compare_sets, match_at_caps, multi_start  # noqa
 from iklab.solver import IKSolver  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
-SOLVE_ALL_TOLERANCES = {"tolerance_m": 1e-5, "tolerance_rad": math.radians(0.01)}  # solve_all's defaults
 REPEATS = 3
 
 
@@ -144,9 +144,14 @@ def main() -> None:
     )
     forward = min(timed(partial(solver.predict, poses)) for _ in range(REPEATS))
     exact = np.concatenate(reference)
+    options = {  # solve_all's own refinement options, from its signature: the bound refines as it does
+        name: p.default
+        for name, p in inspect.signature(IKSolver.solve_all).parameters.items()
+        if name in ("max_iterations", "tolerance_m", "tolerance_rad")
+    }
     targets = np.repeat(poses, [len(r) for r in reference], axis=0)
     check = min(
-        timed(partial(refine, robot, exact, targets, lower=robot.qlim[0], upper=robot.qlim[1], **SOLVE_ALL_TOLERANCES))
+        timed(partial(refine, robot, exact, targets, lower=robot.qlim[0], upper=robot.qlim[1], **options))
         for _ in range(REPEATS)
     )
     print(
