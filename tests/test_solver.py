@@ -7,9 +7,11 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -344,6 +346,21 @@ def test_served_champion_answers_over_http(champion, tmp_path):
         answers = pd.DataFrame(body["predictions"])
         assert answers["success"].all()
         assert joint_distance(answers[[f"q{i}" for i in range(6)]].to_numpy(), q_true).max() < math.radians(0.1)
+        # 50 requests at once (the server runs them on its threads): every one answered, as serially
+        batches = [_pose_rows(_targets(100, seed=100 + i)[1]) for i in range(50)]
+        requests = [{"dataframe_split": {"columns": POSE_COLUMNS, "data": b.to_numpy().tolist()}} for b in batches]
+        serial = _post(f"{base}/invocations", requests[0])
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(lambda body: _post(f"{base}/invocations", body), requests))
+        assert [status for status, _ in answers] == [200] * 50, [body for _, body in answers if "message" in body][:1]
+        assert answers[0][1] == serial[1]
+        for (_, body), batch in zip(answers, batches, strict=True):
+            answer = pd.DataFrame(body["predictions"])
+            assert len(answer) == 100 and answer["success"].mean() >= 0.95
+            q = answer[[f"q{i}" for i in range(6)]].to_numpy()[answer["success"]]
+            target = batch.to_numpy()[answer["success"], :3]
+            assert np.linalg.norm(fk(load_robot("jaco"), q)[:, :3, 3] - target, axis=1).max() <= 1e-5
+        assert server.poll() is None
         rows.loc[4, "qw"] = 3.0
         status, body = _post(
             f"{base}/invocations", {"dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()}}
@@ -485,6 +502,41 @@ def test_solve_path_tracks_a_circle_on_one_branch(trained):
     assert path.joint_step[300] > math.radians(2)
     with pytest.raises(ValueError, match=r"q_seed must have shape \(6,\)"):
         solver.solve_path(poses, np.zeros(5))
+
+
+@pytest.mark.slow
+def test_concurrent_calls_from_threads_give_the_serial_answers(trained):
+    """Robot stacks call IK from many threads: 8 threads x 200 poses through solve, solve_all and
+    solve_path (batches big enough for the parallel kernels) return exactly the serial answers."""
+    solver = IKSolver.load(trained.model_uri)
+    batches = [_targets(200, seed=10 + i)[1] for i in range(8)]
+    circle = _circle(solver, CENTER.copy())[:200]
+
+    def work(i):
+        return (
+            solver.solve(batches[i]),
+            solver.solve_all(batches[i][:100]),
+            solver.solve_path(circle, CENTER, max_joint_step=math.radians(2)),
+        )
+
+    serial = [work(i) for i in range(8)]
+    start = threading.Barrier(8)
+
+    def together(i):
+        start.wait(timeout=60)
+        return work(i)
+
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(together, range(8)))
+    for (one, many, path), (one_c, many_c, path_c) in zip(serial, concurrent, strict=True):
+        assert one.success.mean() >= 0.99
+        np.testing.assert_array_equal(one_c.q, one.q)
+        np.testing.assert_array_equal(one_c.success, one.success)
+        assert len(many_c) == len(many) == 100
+        for a, b in zip(many, many_c, strict=True):
+            np.testing.assert_array_equal(b.q, a.q)
+        np.testing.assert_array_equal(path_c.q, path.q)
+        np.testing.assert_array_equal(path_c.joint_step, path.joint_step)
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from .refine_kernel import quiet_threads
+from .refine_kernel import quiet_threads, run_parallel
 
 quiet_threads()
 
@@ -1097,8 +1097,12 @@ def xerfc(x: np.ndarray) -> np.ndarray:
     """``x erfc(x)`` elementwise, float32 (exact gelu's core, between two folded scales)."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     t, arg, out = np.empty_like(flat), np.empty_like(flat), np.empty_like(flat)
-    big = flat.size >= _PARALLEL_VALUES
-    (_gelu_prepare_parallel if big else _gelu_prepare_serial)(flat, t, arg)
-    np.exp(arg, out=arg)
-    (_gelu_finish_parallel if big else _gelu_finish_serial)(flat, t, arg, out)
+    if flat.size >= _PARALLEL_VALUES:
+        run_parallel(_gelu_prepare_parallel, flat, t, arg)
+        np.exp(arg, out=arg)
+        run_parallel(_gelu_finish_parallel, flat, t, arg, out)
+    else:
+        _gelu_prepare_serial(flat, t, arg)
+        np.exp(arg, out=arg)
+        _gelu_finish_serial(flat, t, arg, out)
     return out.reshape(x.shape)

@@ -18,8 +18,10 @@ numba compiles on first use (a few seconds; cached beside this file where it is 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
 import weakref
 
 import numba
@@ -43,6 +45,19 @@ def quiet_threads() -> None:
 
 
 quiet_threads()
+
+# numba's workqueue layer aborts the whole process ("Concurrent access has been detected") when
+# two Python threads enter a parallel loop at once, and robot code calls the solver from many
+# threads. One parallel loop at a time per process: each already spreads over every core, so
+# waiting costs no throughput. Serial kernels need no lock.
+PARALLEL_LOCK = threading.Lock()
+
+
+def run_parallel(kernel: object, *args: object) -> object:
+    """Call a ``parallel=True`` kernel under :data:`PARALLEL_LOCK`."""
+    with PARALLEL_LOCK:
+        return kernel(*args)
+
 
 _TWO_PI = 2.0 * math.pi
 
@@ -408,7 +423,7 @@ def _kernel_and_blocks(serial: object, parallel: object, rows: int) -> tuple[obj
     """One block on one thread for small batches; else blocks enough to balance the threads."""
     if rows < PARALLEL_ROWS:
         return serial, 1
-    return parallel, min(rows, 16 * numba.get_num_threads())
+    return functools.partial(run_parallel, parallel), min(rows, 16 * numba.get_num_threads())
 
 
 @njit(cache=True)
