@@ -7,8 +7,8 @@ Run: .venv/bin/python bench/bench_ambiguity.py [--poses N] [--starts N] (default
 import argparse
 
 from data_gen.ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
-from iklab.kinematics import load_robot
-from iklab.regions import region_preset
+from iklab.core.kinematics import load_robot
+from iklab.core.regions import region_preset
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from iklab.diagnostics import DiagnosticsCallback  # noqa: E402
+from iklab.learning.diagnostics import DiagnosticsCallback  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -32,7 +32,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def mlp(n_inputs, widths, n_outputs):
-    """Functional MLP following the iklab.models layer names (dense_i, act_i, output)."""
+    """Functional MLP following the iklab.learning.models layer names (dense_i, act_i, output)."""
     inputs = keras.Input((n_inputs,))
     x = inputs
     for index, width in enumerate(widths, start=1):

@@ -1,4 +1,4 @@
-"""FK throughput: iklab.kinematics.fk against roboticstoolbox's robot.fkine, same rows, one run.
+"""FK throughput: iklab.core.kinematics.fk against roboticstoolbox's robot.fkine, same rows, one run.
 
 Target (issue 2): at least 200x faster, max abs difference <= 1e-12 on 10,000 rows.
 Run: .venv/bin/python bench/bench_fk.py [--rows 10000] [--robot jaco]
@@ -10,7 +10,7 @@ import numpy as np
 import roboticstoolbox as rtb
 from timing import best_seconds
 
-from iklab.kinematics import _RTB_DH_MODELS, fk, load_robot
+from iklab.core.kinematics import _RTB_DH_MODELS, fk, load_robot
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Refinement of network-like IK guesses: iklab.refine.refine against roboticstoolbox's ik_LM.
+"""Refinement of network-like IK guesses: iklab.core.refine.refine against roboticstoolbox's ik_LM.
 
 Poses from Jaco's `working` region; starts are the true joints plus gaussian
 noise (2 degrees per joint by default), roughly what a trained network gives.
@@ -15,9 +15,9 @@ import time
 import numpy as np
 from timing import best_seconds
 
-from iklab.kinematics import fk, load_robot, to_rtb, wrap_angle
-from iklab.refine import refine, verify
-from iklab.regions import region_preset
+from iklab.core.kinematics import fk, load_robot, to_rtb, wrap_angle
+from iklab.core.refine import refine, verify
+from iklab.core.regions import region_preset
 
 TOLERANCE_M = 1e-5  # 0.01 mm
 TOLERANCE_RAD = math.radians(0.01)

@@ -1,4 +1,4 @@
-"""Rotation conversions: iklab.kinematics against scipy.spatial.transform.Rotation, same rows, one run.
+"""Rotation conversions: iklab.core.kinematics against scipy.spatial.transform.Rotation, same rows, one run.
 
 Times each conversion on --rows random rotations (iklab's; scipy's with the
 conventions mapped: scalar-first quaternions with qw >= 0, intrinsic "ZYX"
@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from spatialmath.base import r2q, rpy2r, tr2rpy
 from timing import best_seconds
 
-from iklab import kinematics as K
+from iklab.core import kinematics as K
 
 # Offsets of pitch from +-pi/2: exact lock, inside rtb's lock test (|R20| within 20 eps of 1,
 # i.e. about 9.4e-8 rad), inside scipy's (1e-7 rad, on its quaternion angle), and outside both.
@@ -242,12 +242,12 @@ def import_seconds(statement, repeats=5):
 def import_costs():
     numpy_s = import_seconds("import numpy")
     scipy_s = import_seconds("import numpy; import scipy.spatial.transform")
-    kinematics_s = import_seconds("import iklab.kinematics")
+    kinematics_s = import_seconds("import iklab.core.kinematics")
     heavy = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys, iklab.kinematics; print(sorted(m for m in "
+            "import sys, iklab.core.kinematics; print(sorted(m for m in "
             "('scipy.spatial.transform', 'scipy.linalg', 'scipy.sparse', 'sklearn', 'matplotlib', "
             "'pyarrow', 'optuna') if m in sys.modules))",
         ],
@@ -258,7 +258,7 @@ def import_costs():
     print(
         f"\nimport time, best of 5 fresh interpreters: numpy {1e3 * numpy_s:.0f} ms, numpy + "
         f"scipy.spatial.transform {1e3 * scipy_s:.0f} ms (+{1e3 * (scipy_s - numpy_s):.0f} ms), "
-        f"iklab.kinematics {1e3 * kinematics_s:.0f} ms; loaded by iklab.kinematics: {heavy}"
+        f"iklab.core.kinematics {1e3 * kinematics_s:.0f} ms; loaded by iklab.core.kinematics: {heavy}"
     )
 
 

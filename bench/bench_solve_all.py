@@ -34,11 +34,11 @@ os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(__file__).resolve
 
 import numpy as np  # noqa: E402
 
-from iklab.kinematics import fk  # noqa: E402
-from iklab.refine import refine  # noqa: E402
-from iklab.solution_eval import puma560_closed_form_sets  # noqa: E402
-from iklab.solution_sets import compare_sets, match_at_caps, multi_start  # noqa: E402
-from iklab.solver import IKSolver  # noqa: E402
+from iklab.core.kinematics import fk  # noqa: E402
+from iklab.core.refine import refine  # noqa: E402
+from iklab.core.solution_sets import compare_sets, match_at_caps, multi_start  # noqa: E402
+from iklab.learning.branch_coverage import puma560_closed_form_sets  # noqa: E402
+from iklab.robot.solver import IKSolver  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
 REPEATS = 3

@@ -45,9 +45,9 @@ from bench_refine import RTB_TOLERANCE, SAME_BRANCH_RAD, TOLERANCE_M, TOLERANCE_
 from timing import best_seconds  # noqa: E402
 
 from data_gen.generate import sample_joints  # noqa: E402
-from iklab.kinematics import fk, jacobian, to_rtb, wrap_angle  # noqa: E402
-from iklab.refine import into_limits, verify  # noqa: E402
-from iklab.services import stop_group  # noqa: E402
+from iklab.core.kinematics import fk, jacobian, to_rtb, wrap_angle  # noqa: E402
+from iklab.core.refine import into_limits, verify  # noqa: E402
+from iklab.studies.services import stop_group  # noqa: E402
 
 TARGET_SUCCESS = 0.999
 TARGET_SPEEDUP = 20.0
@@ -72,7 +72,7 @@ def verdict(ok: bool) -> str:
 
 
 def load_solver(uri: str):
-    from iklab.solver import IKSolver
+    from iklab.robot.solver import IKSolver
 
     try:
         return IKSolver.load(uri)
@@ -170,7 +170,7 @@ def circle(robot, q_center, steps=CIRCLE_STEPS, radius=CIRCLE_RADIUS_M):
 
 def path_figures(robot, q, poses, q_start):
     """(exact share, worst per-step joint jump in deg) of a joint path ``q`` along ``poses``."""
-    from iklab.solver import joint_distance
+    from iklab.robot.solver import joint_distance
 
     check = verify(robot, q, poses[:, :3, :3], poses[:, :3, 3], TOLERANCE_M, TOLERANCE_RAD)
     before = np.vstack([q_start, q[:-1]])
@@ -180,7 +180,7 @@ def path_figures(robot, q, poses, q_start):
 def http_latencies(model_uri: str, poses, requests: int = 300):
     """One-row requests to `mlflow models serve` on loopback: (seconds per request, share exact).
     The server is started here and stopped by its process group id."""
-    from iklab.kinematics import matrix_to_quaternion
+    from iklab.core.kinematics import matrix_to_quaternion
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Streamed training (rows read from the Parquet parts through tf.data, iklab.stream) against
+"""Streamed training (rows read from the Parquet parts through tf.data, iklab.learning.streaming) against
 in-memory training: same model, same rows, same process.
 
 Target (issue 14): streamed throughput >= 0.8 of in-memory.
@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from timing import training_throughput_config  # noqa: E402
 
-from iklab.data import ensure_dataset, load_dataset  # noqa: E402
-from iklab.training import compile_model, open_dataset, prepare_arrays  # noqa: E402
+from iklab.learning.datasets import ensure_dataset, load_dataset  # noqa: E402
+from iklab.learning.training import compile_model, open_dataset, prepare_arrays  # noqa: E402
 
 
 def samples_per_second(config, streamed: bool, epochs: int) -> float:

@@ -1,4 +1,4 @@
-"""Training throughput with the task-space loss (FK of every prediction, iklab.task_loss) against
+"""Training throughput with the task-space loss (FK of every prediction, iklab.learning.task_loss) against
 the joint loss, same model, same rows, same process.
 
 Target (issue 11): task-space throughput >= 0.8 of the joint-loss throughput.
@@ -15,8 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from timing import training_throughput_config  # noqa: E402
 
-from iklab.data import ensure_dataset, load_dataset  # noqa: E402
-from iklab.training import compile_model, prepare_arrays  # noqa: E402
+from iklab.learning.datasets import ensure_dataset, load_dataset  # noqa: E402
+from iklab.learning.training import compile_model, prepare_arrays  # noqa: E402
 
 
 def samples_per_second(config, dataset, epochs: int) -> float:

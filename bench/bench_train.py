@@ -16,9 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import mlflow  # noqa: E402
 
-from iklab.config import load_experiment  # noqa: E402
-from iklab.data import ensure_dataset, load_dataset  # noqa: E402
-from iklab.training import compile_model, prepare_arrays, train  # noqa: E402
+from iklab.learning.config import load_experiment  # noqa: E402
+from iklab.learning.datasets import ensure_dataset, load_dataset  # noqa: E402
+from iklab.learning.training import compile_model, prepare_arrays, train  # noqa: E402
 
 
 def bare_fit_seconds(config, arrays, robot) -> float:

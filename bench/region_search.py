@@ -91,8 +91,8 @@ import time
 import numpy as np
 
 from data_gen.ambiguity import measure_ambiguity
-from iklab.kinematics import Robot, fk, fk_rotation_translation, jacobian, load_robot, to_rtb
-from iklab.regions import Region, region_preset
+from iklab.core.kinematics import Robot, fk, fk_rotation_translation, jacobian, load_robot, to_rtb
+from iklab.core.regions import Region, region_preset
 
 DEG = math.pi / 180.0
 FRONT = np.array([1.0, 0.0, 0.0])  # +x, see the module docstring
@@ -116,7 +116,7 @@ def _preset_degrees(name: str) -> tuple:
     )
 
 
-# The box this search chose, as shipped in iklab.regions (Jaco's `working` preset).
+# The box this search chose, as shipped in iklab.core.regions (Jaco's `working` preset).
 CHOSEN = _preset_degrees("working")
 
 # Configurations named in the docstring (degrees).

@@ -19,7 +19,7 @@ def training_throughput_config(description: str, default_rows: int):
     import argparse
     import dataclasses
 
-    from iklab.config import load_experiment
+    from iklab.learning.config import load_experiment
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--experiment", default="experiments/jaco_mlp.yaml")

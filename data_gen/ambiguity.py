@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
-from iklab.kinematics import Robot, fk, rotation_angle_between, to_rtb, wrap_angle
-from iklab.regions import Region
+from iklab.core.kinematics import Robot, fk, rotation_angle_between, to_rtb, wrap_angle
+from iklab.core.regions import Region
 
 # A start "reaches" the pose when FK of its answer is this close: far tighter
 # than any learned model, loose enough for LM at tol=1e-10 (<= 0.009 mm).

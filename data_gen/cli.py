@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from iklab.kinematics import DEFAULT_ROBOT, RobotError, load_robot
-from iklab.regions import custom_region, region_preset
+from iklab.core.kinematics import DEFAULT_ROBOT, RobotError, load_robot
+from iklab.core.regions import custom_region, region_preset
 
 from .ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
 from .dataset import DatasetError, column_stats, read_card, split_counts, verify

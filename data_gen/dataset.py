@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iklab.encodings import JOINT_COLUMNS, POSE_COLUMNS
+from iklab.core.encodings import JOINT_COLUMNS, POSE_COLUMNS
 
 from .generate import CARD_NAME, FORMAT, SPLITS, file_sha256
 

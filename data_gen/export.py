@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from iklab.encodings import JOINT_COLUMNS
-from iklab.kinematics import matrix_to_rpy, quaternion_to_matrix
+from iklab.core.encodings import JOINT_COLUMNS
+from iklab.core.kinematics import matrix_to_rpy, quaternion_to_matrix
 
 from .dataset import iter_parts, read_card, verify
 from .generate import OutputError

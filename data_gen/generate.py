@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 import iklab
-from iklab.encodings import JOINT_COLUMNS
-from iklab.kinematics import Robot, fk_rotation_translation, matrix_to_quaternion
-from iklab.regions import Region
+from iklab.core.encodings import JOINT_COLUMNS
+from iklab.core.kinematics import Robot, fk_rotation_translation, matrix_to_quaternion
+from iklab.core.regions import Region
 
 CARD_NAME = "card.json"
 FORMAT = "iklab-fk-dataset"

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def jaco():
-    from iklab.kinematics import load_robot
+    from iklab.core.kinematics import load_robot
 
     return load_robot("jaco")
 

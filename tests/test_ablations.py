@@ -9,11 +9,11 @@ import pytest
 import yaml
 from helpers import tiny_experiment
 
-from iklab import ablations as A
-from iklab import metric_names as M
-from iklab.config import ConfigError
-from iklab.data import ensure_dataset, load_dataset
-from iklab.training import compile_model, prepare_arrays
+from iklab.learning import metric_names as M
+from iklab.learning.config import ConfigError
+from iklab.learning.datasets import ensure_dataset, load_dataset
+from iklab.learning.training import compile_model, prepare_arrays
+from iklab.studies import ablations as A
 
 SHIPPED = "experiments/ablations_jaco.yaml"
 

@@ -2,8 +2,8 @@ import json
 
 from data_gen.ambiguity import measure_ambiguity
 from data_gen.cli import main
-from iklab.kinematics import load_robot
-from iklab.regions import region_preset
+from iklab.core.kinematics import load_robot
+from iklab.core.regions import region_preset
 
 
 def test_full_range_is_more_ambiguous_than_the_working_region(jaco):

@@ -19,7 +19,7 @@ import numpy as np
 import optuna
 import pytest
 
-from iklab.refine import validate_poses
+from iklab.core.refine import validate_poses
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = str(ROOT / "experiments" / "jaco_mlp.yaml")

@@ -25,8 +25,8 @@ import pytest
 from data_gen import export as E
 from data_gen import generate as G
 from data_gen.cli import main
-from iklab.kinematics import known_robots, load_robot
-from iklab.regions import region_preset
+from iklab.core.kinematics import known_robots, load_robot
+from iklab.core.regions import region_preset
 
 LOWER = "-1.5,0,-1,-0.5,-0.5,-0.5"
 UPPER = "-1.0,0.5,-0.5,0.5,0.5,0.5"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from iklab.cases import case_paths, main
-from iklab.config import ConfigError
-from iklab.diagnosis_cases import EXPERIMENT, load_case, run_cases
+from iklab.learning.config import ConfigError
+from iklab.studies.diagnosis_cases import EXPERIMENT, load_case, run_cases
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "experiments" / "cases"
 
@@ -34,7 +34,7 @@ def test_case_file_mistakes_name_the_key(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     case = load_case(path)  # toy keywords are checked when the model is built
     with pytest.raises(ConfigError, match="model.*kernel"):
-        from iklab.diagnosis_cases import train_toy
+        from iklab.studies.diagnosis_cases import train_toy
 
         train_toy(case.experiment("fixed", quick=True))
 

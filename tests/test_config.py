@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from iklab.config import ConfigError, ExperimentConfig, flatten, load_experiment, to_yaml
+from iklab.learning.config import ConfigError, ExperimentConfig, flatten, load_experiment, to_yaml
 
 EXPERIMENTS = sorted(Path(__file__).resolve().parent.parent.glob("experiments/*.yaml"))
 
@@ -17,13 +17,13 @@ def test_every_experiment_file_loads():
     assert {p.name for p in EXPERIMENTS} >= {"jaco_mlp.yaml", "jaco_full_range.yaml", "jaco_conv1d.yaml"}
     for path in EXPERIMENTS:
         if path.name.startswith("search_"):
-            from iklab.search_config import base_experiment, load_search
+            from iklab.studies.search_file import base_experiment, load_search
 
             search = load_search(path)  # checks the space, the base and the overrides
             assert search.space and isinstance(base_experiment(search, final=True), ExperimentConfig)
             continue
         if path.name.startswith("ablations_"):
-            from iklab.ablations import load_ablations
+            from iklab.studies.ablations import load_ablations
 
             ablations = load_ablations(path)  # checks every row's experiment
             assert all(isinstance(ablations.experiment(row), ExperimentConfig) for row in ablations.rows())

@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from iklab import data as D
-from iklab import encodings as E
-from iklab.config import DataConfig
-from iklab.kinematics import fk, matrix_to_quaternion, matrix_to_rpy, quaternion_to_matrix, rot6d_to_matrix
-from iklab.regions import region_preset
+from iklab.core import encodings as E
+from iklab.core.kinematics import fk, matrix_to_quaternion, matrix_to_rpy, quaternion_to_matrix, rot6d_to_matrix
+from iklab.core.regions import region_preset
+from iklab.learning import datasets as D
+from iklab.learning.config import DataConfig
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ def test_custom_region_config(jaco):
 
 _ENSURE_SCRIPT = """
 import os, sys
-import iklab.data as D
-from iklab.config import DataConfig
+import iklab.learning.datasets as D
+from iklab.learning.config import DataConfig
 
 original = D.generate
 

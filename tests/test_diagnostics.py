@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from iklab.diagnostics import (
+from iklab.learning.diagnostics import (
     DiagnosticsCallback,
     Flag,
     dead_unit_heatmap,
@@ -15,7 +15,7 @@ from iklab.diagnostics import (
 
 
 def _mlp(n_inputs, widths, n_outputs, activation="relu", **dense_kwargs):
-    """Functional MLP following the iklab.models naming convention."""
+    """Functional MLP following the iklab.learning.models naming convention."""
     inputs = keras.Input((n_inputs,))
     x = inputs
     for index, width in enumerate(widths, start=1):

@@ -1,12 +1,12 @@
-"""The solver's compiled pose encodings (iklab.pose_kernel) against the vectorized ones."""
+"""The solver's compiled pose encodings (iklab.core.pose_kernel) against the vectorized ones."""
 
 import math
 
 import numpy as np
 import pytest
 
-from iklab import encodings as E
-from iklab.kinematics import (
+from iklab.core import encodings as E
+from iklab.core.kinematics import (
     fk,
     load_robot,
     matrix_to_quaternion,
@@ -15,7 +15,7 @@ from iklab.kinematics import (
     rpy_to_matrix,
     to_rtb,
 )
-from iklab.pose_kernel import matrix_to_quaternion_rows, matrix_to_rpy_rows
+from iklab.core.pose_kernel import matrix_to_quaternion_rows, matrix_to_rpy_rows
 
 
 def _rotations(rng):

@@ -6,10 +6,10 @@ import pytest
 import roboticstoolbox as rtb
 from matplotlib.figure import Figure
 
-from iklab import evaluation as E
-from iklab import plots
-from iklab.kinematics import fk, fk_rotation_translation, matrix_to_quaternion, rotation_angle_between, wrap_angle
-from iklab.regions import region_preset
+from iklab.core.kinematics import fk, fk_rotation_translation, matrix_to_quaternion, rotation_angle_between, wrap_angle
+from iklab.core.regions import region_preset
+from iklab.learning import plots
+from iklab.learning import task_errors as E
 
 
 def pose_features(robot, q):
@@ -20,7 +20,7 @@ def pose_features(robot, q):
 
 @pytest.fixture(scope="module")
 def jaco_working_data():
-    from iklab.kinematics import load_robot
+    from iklab.core.kinematics import load_robot
 
     robot = load_robot("jaco")
     region = region_preset(robot, "working")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from iklab.cases import case_paths
-from iklab.config import load_experiment
-from iklab.search_config import load_search
-from iklab.study import run_search
-from iklab.training import train
+from iklab.learning.config import load_experiment
+from iklab.learning.training import train
+from iklab.studies.search_file import load_search
+from iklab.studies.search_study import run_search
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TRAINING_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if "base:" not in p.read_text())

@@ -15,8 +15,8 @@ from data_gen import generate as G
 from data_gen.cli import main
 from data_gen.dataset import DatasetError, column_stats, read_card, split_counts, verify
 from data_gen.export import CSV_COLUMNS, export_csv
-from iklab.kinematics import fk, matrix_to_quaternion, to_rtb
-from iklab.regions import region_preset
+from iklab.core.kinematics import fk, matrix_to_quaternion, to_rtb
+from iklab.core.regions import region_preset
 
 
 def _load(directory) -> pd.DataFrame:

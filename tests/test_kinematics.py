@@ -7,7 +7,7 @@ import pytest
 import roboticstoolbox as rtb
 from spatialmath.base import q2r, r2q, rpy2r, tr2rpy
 
-from iklab import kinematics as K
+from iklab.core import kinematics as K
 
 RTB_CLASSES = {"jaco": "Jaco", "puma560": "Puma560", "ur5": "UR5", "mico": "Mico", "irb140": "IRB140"}
 
@@ -169,7 +169,7 @@ def test_rpy_to_matrix_matches_rpy2r(rng):
 def test_importing_kinematics_stays_light():
     # scipy.spatial costs ~0.5 s to import: the rotation conversions import it on first use only.
     code = (
-        "import sys, iklab.kinematics; print(sorted(m for m in ('scipy.spatial', 'roboticstoolbox', "
+        "import sys, iklab.core.kinematics; print(sorted(m for m in ('scipy.spatial', 'roboticstoolbox', "
         "'sklearn', 'matplotlib', 'pyarrow', 'optuna') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

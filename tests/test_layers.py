@@ -1,12 +1,15 @@
-"""The import rules of README "Development": imports point one way.
+"""The import rules: layers as folders, imports point down (README "Layout").
 
 Read from the source (every import statement, function-level ones included), plus what
-importing the robot-side modules really loads, in a fresh interpreter.
+importing the robot-side modules really loads, in a fresh interpreter. The map below names every
+module's layer; a module missing from it fails, and so does any import of a layer that is not
+below (or beside) its own. A test of the check plants an upward import in a copy of the tree.
 """
 
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,44 +17,182 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-IKLAB = ROOT / "src" / "iklab"
-DATA_GEN = ROOT / "data_gen"
-# iklab's numpy core: what data_gen may use, and what everything else builds on
-CORE = {"iklab", "iklab.kinematics", "iklab.regions", "iklab.encodings"}
+SOURCES = (ROOT / "src", ROOT)  # iklab lives under src/, data_gen at the top
+PACKAGES = ("iklab", "data_gen")
+
+# Each module's layer. A new module must be added here: the folder says the layer, this map is checked.
+LAYER_OF = {
+    "iklab": "package",
+    **{
+        f"iklab.core.{m}": "core"
+        for m in (
+            "__init__",
+            "kinematics",
+            "regions",
+            "encodings",
+            "pose_kernel",
+            "mixture",
+            "refine",
+            "refine_kernel",
+            "solution_sets",
+        )
+    },
+    **{f"iklab.robot.{m}": "robot" for m in ("__init__", "solver", "network", "serving", "model_metadata")},
+    **{
+        f"iklab.learning.{m}": "learning"
+        for m in (
+            "__init__",
+            "config",
+            "console",
+            "datasets",
+            "streaming",
+            "models",
+            "mixture_loss",
+            "task_loss",
+            "diagnostics",
+            "task_errors",
+            "branch_coverage",
+            "resume",
+            "plots",
+            "run_logging",
+            "model_logging",
+            "training",
+            "metric_names",
+            "experiment_pages",
+        )
+    },
+    **{
+        f"iklab.studies.{m}": "studies"
+        for m in (
+            "__init__",
+            "search_file",
+            "search_study",
+            "study_plots",
+            "registry",
+            "services",
+            "diagnosis_cases",
+            "toy_problems",
+            "ablations",
+        )
+    },
+    **{f"iklab.{m}": "commands" for m in ("train", "search", "cases", "ui", "ablations", "services")},
+    **{
+        f"data_gen.{m}": "data_gen"
+        for m in ("__init__", "__main__", "cli", "generate", "dataset", "ambiguity", "export")
+    },
+}
+# Which layers each layer may import (its own included). `iklab` itself (the package) anyone may.
+MAY_IMPORT = {
+    "core": {"core"},
+    "robot": {"core", "robot"},
+    "data_gen": {"core", "data_gen"},
+    "learning": {"core", "robot", "data_gen", "learning"},
+    "studies": {"core", "robot", "learning", "studies"},
+    "commands": {"core", "robot", "learning", "studies"},
+    "package": {"robot"},  # the lazy `from iklab import IKSolver`
+}
+DATA_GEN_DOOR = "iklab.learning.datasets"  # the one iklab module that reads data_gen
 HEAVY = ("data_gen", "optuna", "pyarrow", "sklearn", "matplotlib")
 
 
-def _module_name(path: Path) -> str:
-    package = "iklab" if path.parent == IKLAB else "data_gen"
-    return package if path.stem == "__init__" else f"{package}.{path.stem}"
+def _module_files(root: Path) -> dict[str, Path]:
+    """Every module of iklab and data_gen under ``root`` (a repository), by dotted name."""
+    found = {}
+    for package in PACKAGES:
+        base = root / "src" if package == "iklab" else root
+        for path in (base / package).rglob("*.py"):
+            parts = path.relative_to(base).with_suffix("").parts
+            name = ".".join(parts)
+            found["iklab" if name == "iklab.__init__" else name] = path
+    return found
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, anywhere in the file, as absolute names."""
-    package = "iklab" if path.parent == IKLAB else "data_gen"
-    names = set()
+def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` that ``path`` imports, anywhere in the file, resolved to the
+    module (``from iklab.core import kinematics`` and ``from iklab.core.kinematics import fk`` both
+    name ``iklab.core.kinematics``; a package means its ``__init__``)."""
+    package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+
+    def resolve(dotted: str) -> str | None:
+        return next((m for m in (dotted, f"{dotted}.__init__") if m in modules), None)
+
+    found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            found.update(resolve(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative: from . import x, from .x import y
-                base = f"{package}.{base}" if base else package
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
+            if node.level:  # relative: from . import x, from ..x import y
+                anchor = package.removesuffix(".__init__").split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.update(resolve(f"{base}.{alias.name}") or resolve(base) for alias in node.names)
+    found.discard(None)
+    found.discard(name)
+    return found
 
 
-def _graph(directory: Path) -> dict[str, set[str]]:
-    modules = {_module_name(p): p for p in directory.glob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        graph[name] = {m for m in _imports(path) if m in modules and m != name}
-    return graph
+def layer_violations(root: Path) -> list[str]:
+    """Every rule of the map broken in the tree at ``root``: modules missing from the map (or
+    mapped but gone) and imports of a layer the importer may not use."""
+    files = _module_files(root)
+    problems = [f"{m}: not in LAYER_OF (tests/test_layers.py)" for m in sorted(set(files) - set(LAYER_OF))]
+    problems += [f"{m}: in LAYER_OF but no such module" for m in sorted(set(LAYER_OF) - set(files))]
+    for name, path in sorted(files.items()):
+        layer = LAYER_OF.get(name)
+        if layer is None:
+            continue
+        for target in sorted(_imports(path, name, set(files))):
+            target_layer = LAYER_OF.get(target)
+            if target == "iklab" or target_layer is None:
+                continue
+            if target_layer not in MAY_IMPORT[layer]:
+                problems.append(f"{name} ({layer}) imports {target} ({target_layer}): upward")
+            elif target_layer == "data_gen" and layer == "learning" and name != DATA_GEN_DOOR:
+                problems.append(f"{name} imports {target}: only {DATA_GEN_DOOR} reads data_gen")
+    return problems
 
 
-def test_no_import_cycle_inside_iklab():
-    graph = _graph(IKLAB)
+def test_every_module_has_a_layer_and_imports_point_down():
+    assert layer_violations(ROOT) == []
+    assert len(_module_files(ROOT)) >= 50  # the walk found the packages
+
+
+@pytest.mark.parametrize(
+    ("module", "planted", "expected"),
+    [
+        ("src/iklab/core/kinematics.py", "from iklab.learning import training", "iklab.core.kinematics (core) imports"),
+        (
+            "src/iklab/robot/solver.py",
+            "from iklab.learning.training import train",
+            "iklab.robot.solver (robot) imports",
+        ),
+        ("data_gen/generate.py", "import iklab.robot.solver", "data_gen.generate (data_gen) imports"),
+        ("src/iklab/learning/models.py", "from data_gen import generate", "only iklab.learning.datasets"),
+        ("src/iklab/learning/training.py", "from ..studies import registry", "iklab.learning.training (learning)"),
+    ],
+)
+def test_the_check_fails_on_a_planted_upward_import(tmp_path, module, planted, expected):
+    """A copy of the tree with one upward import inside a function: the check names it."""
+    for part in ("src", "data_gen"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    assert layer_violations(tmp_path) == []
+    path = tmp_path / module
+    path.write_text(path.read_text() + f"\n\ndef _planted():\n    {planted}\n")
+    problems = layer_violations(tmp_path)
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_the_check_fails_on_a_module_missing_from_the_map(tmp_path):
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data_gen", tmp_path / "data_gen", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "src" / "iklab" / "core" / "helpers.py").write_text("X = 1\n")
+    assert layer_violations(tmp_path) == ["iklab.core.helpers: not in LAYER_OF (tests/test_layers.py)"]
+
+
+def test_no_import_cycle():
+    files = _module_files(ROOT)
+    graph = {name: _imports(path, name, set(files)) for name, path in files.items()}
     state: dict[str, int] = {}  # 1 visiting, 2 done
 
     def visit(node, trail):
@@ -67,27 +208,6 @@ def test_no_import_cycle_inside_iklab():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert len(graph) >= 20  # the parse found the package
-
-
-def test_one_door_from_iklab_to_data_gen():
-    importers = sorted(
-        _module_name(p)
-        for p in IKLAB.glob("*.py")
-        if any(m == "data_gen" or m.startswith("data_gen.") for m in _imports(p))
-    )
-    assert importers == ["iklab.data"]
-
-
-def test_data_gen_uses_only_iklab_core():
-    used = {m for p in DATA_GEN.glob("*.py") for m in _imports(p) if m == "iklab" or m.startswith("iklab.")}
-    modules = {m if m in CORE else m.rsplit(".", 1)[0] for m in used}  # from iklab.x import name -> iklab.x
-    assert modules <= CORE, sorted(modules - CORE)
-
-
-def test_search_imports_nothing_that_imports_it_back():
-    graph = _graph(IKLAB)
-    assert not {m for m in graph if "iklab.search" in graph[m]}
 
 
 def _loaded_after_import(module: str) -> list[str]:
@@ -100,43 +220,33 @@ def _loaded_after_import(module: str) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-ROBOT_SIDE = [
-    "iklab.solver",
-    "iklab.network",
-    "iklab.refine",
-    "iklab.refine_kernel",
-    "iklab.pose_kernel",
-    "iklab.kinematics",
-    "iklab.regions",
-    "iklab.encodings",
-    "iklab.mixture",
-    "iklab.solution_sets",
-    "iklab.metadata",
-]
+# The robot side: core and robot, but the HTTP wrapper (serving needs MLflow's pyfunc and pandas)
+ROBOT_SIDE = sorted(m for m, layer in LAYER_OF.items() if layer in ("core", "robot") and m != "iklab.robot.serving")
 # What `pip install iklab` (the `robot` set, no TensorFlow) provides to the robot side
 ROBOT_PACKAGES = {"numpy", "numba", "scipy", "mlflow", "yaml"}
 # Function-level imports of other packages, on paths a solver never takes
 ROBOT_SIDE_EXCEPTIONS = {
-    ("iklab.kinematics", "roboticstoolbox"),  # load_robot by name, to_rtb; a logged model carries its DH table
-    ("iklab.kinematics", "spatialmath"),  # to_rtb (roboticstoolbox's own dependency)
+    ("iklab.core.kinematics", "roboticstoolbox"),  # load_robot by name, to_rtb; a logged model carries its DH table
+    ("iklab.core.kinematics", "spatialmath"),  # to_rtb (roboticstoolbox's own dependency)
 }
 
 
-@pytest.mark.parametrize("module", ROBOT_SIDE)
-def test_robot_side_and_core_load_no_heavy_package(module):
-    """The README's done-check: `import iklab.solver` loads none of data_gen, optuna, pyarrow,
-    scikit-learn, matplotlib (nor TensorFlow: the loaded network brings it)."""
-    assert _loaded_after_import(module) == []
+def test_robot_side_and_core_load_no_heavy_package():
+    """`from iklab import IKSolver` and every core and robot module load none of data_gen, optuna,
+    pyarrow, scikit-learn, matplotlib, TensorFlow (one fresh interpreter for all of them: each
+    import only adds)."""
+    modules = ", ".join(m.removesuffix(".__init__") for m in ROBOT_SIDE)
+    assert _loaded_after_import(f"{modules}; from iklab import IKSolver") == []
 
 
 def test_robot_side_imports_only_the_robot_install():
     """Every import in the robot-side modules, function-level ones included, is iklab's own
     robot side, the standard library, or a package of the base install (`iklab[robot]`);
     TYPE_CHECKING-only imports aside. tests/test_solver.py runs it in a venv without TensorFlow."""
-    robot_side = set(ROBOT_SIDE)
+    files = _module_files(ROOT)
+    robot_side = {m.removesuffix(".__init__") for m in ROBOT_SIDE}
     for module in ROBOT_SIDE:
-        path = IKLAB / f"{module.split('.')[1]}.py"
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(files[module].read_text())
         type_checking = {
             id(n)
             for node in ast.walk(tree)
@@ -146,10 +256,8 @@ def test_robot_side_imports_only_the_robot_install():
         for node in ast.walk(tree):
             if id(node) in type_checking or not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
-            if isinstance(node, ast.ImportFrom) and node.level:
-                names = [f"iklab.{node.module}"] if node.module else [f"iklab.{a.name}" for a in node.names]
-            else:
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            assert not (isinstance(node, ast.ImportFrom) and node.level), f"{module}: relative import"
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             for name in names:
                 top = name.split(".")[0]
                 ok = name in robot_side or top in ROBOT_PACKAGES or top in sys.stdlib_module_names
@@ -160,12 +268,13 @@ def test_robot_side_imports_only_the_robot_install():
 def test_serving_loads_pyarrow_only_through_pandas():
     """The pyfunc wrapper needs pandas (MLflow's pyfunc does); pandas 3 imports pyarrow when it is
     installed. Nothing else heavy comes with it."""
-    assert _loaded_after_import("iklab.serving") == ["pyarrow"]
+    assert _loaded_after_import("iklab.robot.serving") == ["pyarrow"]
     assert _loaded_after_import("pandas") == ["pyarrow"]
 
 
-@pytest.mark.parametrize("module", ["iklab.train", "iklab.search", "iklab.cases", "iklab.services", "iklab.ui"])
-def test_commands_check_their_arguments_before_tensorflow_loads(module):
-    """The command-line modules are light: TensorFlow, MLflow and the data come after the checks."""
-    loaded = _loaded_after_import(module)
-    assert not {"tensorflow", "keras", "data_gen", "pyarrow", "matplotlib"} & set(loaded), loaded
+def test_commands_check_their_arguments_before_tensorflow_loads():
+    """The command-line modules are light: TensorFlow, MLflow's data and the datasets come after
+    the checks."""
+    for module in sorted(m for m, layer in LAYER_OF.items() if layer == "commands"):
+        loaded = _loaded_after_import(module)
+        assert not {"tensorflow", "keras", "data_gen", "pyarrow", "matplotlib"} & set(loaded), (module, loaded)

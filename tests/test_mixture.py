@@ -7,7 +7,7 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import vonmises
 
-from iklab.mixture import (
+from iklab.core.mixture import (
     KAPPA_MAX,
     KAPPA_MIN,
     collapsed_mixture,
@@ -22,7 +22,7 @@ from iklab.mixture import (
     ranked_components,
     wrapped_difference,
 )
-from iklab.mixture_loss import MixtureNLL, build_mixture_model, mixture_log_likelihood, split_params
+from iklab.learning.mixture_loss import MixtureNLL, build_mixture_model, mixture_log_likelihood, split_params
 
 
 def raw_from(logits, mu, kappa_raw):

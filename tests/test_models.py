@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from iklab.config import ModelConfig, OptimizerConfig, TrainingConfig
-from iklab.models import build_loss, build_model, build_optimizer, count_parameters, wrapped_angle_loss
+from iklab.learning.config import ModelConfig, OptimizerConfig, TrainingConfig
+from iklab.learning.models import build_loss, build_model, build_optimizer, count_parameters, wrapped_angle_loss
 
 X = np.random.default_rng(0).normal(size=(256, 7)).astype("float32") * 3 + 1
 

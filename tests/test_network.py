@@ -1,4 +1,4 @@
-"""iklab.network: a Keras model exported to NumPy gives Keras' outputs, saved and loaded."""
+"""iklab.robot.network: a Keras model exported to NumPy gives Keras' outputs, saved and loaded."""
 
 import json
 
@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from iklab.config import ModelConfig
-from iklab.models import ACTIVATIONS, build_model
-from iklab.network import OPS_KEY, NumpyNetwork, export_network
+from iklab.learning.config import ModelConfig
+from iklab.learning.models import ACTIVATIONS, build_model
+from iklab.robot.network import OPS_KEY, NumpyNetwork, export_network
 
 ROWS = np.random.default_rng(0).normal(size=(512, 7)).astype("float32") * 3 + 1
 TARGETS = np.random.default_rng(1).uniform(2.0, 4.0, size=(512, 6)).astype("float32")

@@ -3,12 +3,12 @@ import math
 import numpy as np
 import pytest
 
-from iklab import kinematics as K
-from iklab.kinematics import jacobian
-from iklab.refine import into_limits, refine, rotation_log
+from iklab.core import kinematics as K
+from iklab.core.kinematics import jacobian
+from iklab.core.refine import into_limits, refine, rotation_log
 
 DEG = math.pi / 180.0
-# Jaco's `working` region (iklab.regions), degrees: one IK branch, away from singularities.
+# Jaco's `working` region (iklab.core.regions), degrees: one IK branch, away from singularities.
 WORKING_LOWER = np.array([-90.0, 90.0, -165.0, -175.0, -165.0, -175.0]) * DEG
 WORKING_UPPER = np.array([90.0, 180.0, -30.0, 175.0, -15.0, 175.0]) * DEG
 TOLERANCE_M = 1e-5  # 0.01 mm
@@ -235,9 +235,9 @@ def test_refine_answers_inside_limits_exactly_2pi_wide(jaco, rng):
 
 @pytest.mark.parametrize("name", ["jaco", "puma560", "ur5"])
 def test_kernels_fk_jacobian_and_pose_error_match_numpy(name, rng):
-    """refine_kernel's one-row FK, Jacobian and pose error against iklab.kinematics (itself
+    """refine_kernel's one-row FK, Jacobian and pose error against iklab.core.kinematics (itself
     tested against roboticstoolbox) and rotation_log, with a base and tool, angles past pi."""
-    from iklab import refine_kernel as RK
+    from iklab.core import refine_kernel as RK
 
     robot = K.load_robot(name)
     base, tool = np.eye(4), np.eye(4)
@@ -268,7 +268,7 @@ def test_kernels_fk_jacobian_and_pose_error_match_numpy(name, rng):
 
 
 def test_the_damped_step_solves_the_normal_equations(rng):
-    from iklab.refine_kernel import _damped_step_row
+    from iklab.core.refine_kernel import _damped_step_row
 
     for mu in (1e-12, 1e-6, 1.0):
         jac, error = rng.normal(size=(6, 6)), rng.normal(size=6)

@@ -14,12 +14,12 @@ import yaml
 from helpers import CENTER, tiny_experiment
 from optuna.trial import TrialState
 
-from iklab.config import experiment_from_dict
-from iklab.kinematics import fk
-from iklab.registry import ComparisonRows, register_and_compare
-from iklab.search_config import load_search, make_study
-from iklab.solver import IKSolver
-from iklab.study import PruneCallback, run_search, trial_run_name
+from iklab.core.kinematics import fk
+from iklab.learning.config import experiment_from_dict
+from iklab.robot.solver import IKSolver
+from iklab.studies.registry import ComparisonRows, register_and_compare
+from iklab.studies.search_file import load_search, make_study
+from iklab.studies.search_study import PruneCallback, run_search, trial_run_name
 
 BASE = tiny_experiment(rows=4000, model={"width": 32}, training={"epochs": 2})
 
@@ -218,7 +218,7 @@ def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_
 
 @pytest.mark.slow
 def test_champion_moves_only_when_better(mlflow_store, tmp_path):
-    from iklab.training import train
+    from iklab.learning.training import train
 
     mlflow.set_experiment("promotion")
     experiment = experiment_from_dict(BASE)
@@ -286,7 +286,7 @@ def test_multi_fidelity_study_tries_the_enqueued_first_prunes_at_rungs_and_compl
 
 
 def test_bad_search_files(tmp_path):
-    from iklab.config import ConfigError
+    from iklab.learning.config import ConfigError
 
     with pytest.raises(ConfigError, match="needs `choices"):
         load_search(write_search(tmp_path, {"model.width": {"values": [1]}}))
@@ -321,7 +321,7 @@ def test_workers_opening_a_study_together_draw_different_configurations(tmp_path
     """Two workers open the study at the same moment (same stored trial count) and alternate
     trials: each trial's draws are seeded by its number, so no configuration repeats; one
     worker alone is reproducible."""
-    from iklab.study import sample_params
+    from iklab.studies.search_study import sample_params
 
     space = {
         "model.width": {"choices": [8, 16, 32, 64]},
@@ -342,7 +342,7 @@ def test_workers_opening_a_study_together_draw_different_configurations(tmp_path
 def test_a_trial_names_its_mlflow_run_before_training(mlflow_store, tmp_path, monkeypatch):
     """The run id reaches the trial when the run starts: a worker that dies mid-training leaves
     a trial that links to its run."""
-    import iklab.study as study_module
+    import iklab.studies.search_study as study_module
 
     def crashing_train(*args, on_run_start=None, **kwargs):
         on_run_start("run-that-was-started")
@@ -399,7 +399,7 @@ def test_two_finalizing_workers_register_one_champion(mlflow_store, tmp_path):
 
 
 def test_a_held_claim_is_reported_not_taken(mlflow_store, tmp_path):
-    from iklab.study import claim_finalize
+    from iklab.studies.search_study import claim_finalize
 
     config = load_search(write_search(tmp_path, {"model.width": {"choices": [8]}}, {"name": "claimed"}))
     study = make_study(config)
@@ -416,7 +416,7 @@ def test_a_held_claim_is_reported_not_taken(mlflow_store, tmp_path):
 
 
 def test_ui_links_open_the_training_view(mlflow_store):
-    from iklab.experiments import describe_experiment, experiment_link
+    from iklab.learning.experiment_pages import describe_experiment, experiment_link
 
     experiment_id = mlflow_store.create_experiment("ik-ur5-train")
     describe_experiment(experiment_id, mlflow_store)
@@ -457,7 +457,7 @@ class _RacedClient:
 def test_workers_describing_one_experiment_at_once_do_not_fail(mlflow_store):
     from mlflow.exceptions import MlflowException
 
-    from iklab.experiments import describe_experiment
+    from iklab.learning.experiment_pages import describe_experiment
 
     # the rival's tags are kept, nothing is written twice
     experiment_id = mlflow_store.create_experiment("ik-jaco-search")

@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from test_search import write_search
 
-from iklab import services
-from iklab.search_config import load_search, make_study
+from iklab.studies import services
+from iklab.studies.search_file import load_search, make_study
 
 
 def _free_port() -> int:

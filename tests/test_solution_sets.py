@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 import roboticstoolbox as rtb
 
-from iklab import metric_names as M
-from iklab.config import experiment_from_dict
-from iklab.diagnostics import R2_MEAN, evaluate_flags, fit_metrics
-from iklab.encodings import decode_outputs
-from iklab.kinematics import fk, load_robot, wrap_angle
-from iklab.solution_eval import puma560_closed_form_sets
-from iklab.solution_sets import (
+from iklab.core.encodings import decode_outputs
+from iklab.core.kinematics import fk, load_robot, wrap_angle
+from iklab.core.solution_sets import (
     DISTINCT_RAD,
     cheapest_match,
     compare_sets,
@@ -23,9 +19,13 @@ from iklab.solution_sets import (
     multi_start,
     starts_to_match,
 )
-from iklab.solver import IKSolver, joint_distance
-from iklab.task_loss import pose_targets
-from iklab.training import nearest_component_decoder, train
+from iklab.learning import metric_names as M
+from iklab.learning.branch_coverage import puma560_closed_form_sets
+from iklab.learning.config import experiment_from_dict
+from iklab.learning.diagnostics import R2_MEAN, evaluate_flags, fit_metrics
+from iklab.learning.task_loss import pose_targets
+from iklab.learning.training import nearest_component_decoder, train
+from iklab.robot.solver import IKSolver, joint_distance
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,15 @@ from helpers import CENTER, HEALTHY, tiny_experiment
 from mlflow.exceptions import MlflowException
 from spatialmath import SE3
 
-from iklab.config import experiment_from_dict
-from iklab.encodings import encode_pose_matrices
-from iklab.kinematics import fk, load_robot, matrix_to_quaternion
-from iklab.metadata import NETWORK_ARTIFACT, NUMPY_NETWORK_FILE
-from iklab.refine import refine
-from iklab.services import stop_group
-from iklab.serving import POSE_COLUMNS
-from iklab.solver import IKSolver, joint_distance, predict_joints
-from iklab.training import train
+from iklab.core.encodings import encode_pose_matrices
+from iklab.core.kinematics import fk, load_robot, matrix_to_quaternion
+from iklab.core.refine import refine
+from iklab.learning.config import experiment_from_dict
+from iklab.learning.training import train
+from iklab.robot.model_metadata import NETWORK_ARTIFACT, NUMPY_NETWORK_FILE
+from iklab.robot.serving import POSE_COLUMNS
+from iklab.robot.solver import IKSolver, joint_distance, predict_joints
+from iklab.studies.services import stop_group
 
 
 @pytest.fixture(scope="module")
@@ -430,7 +430,7 @@ def _robot_venv(root: Path, directory: Path) -> Path:
 _ROBOT_SCRIPT = """
 import importlib.util, json, sys
 import numpy as np
-from iklab.solver import IKSolver
+from iklab.robot.solver import IKSolver
 solver = IKSolver.load(sys.argv[1])
 poses = np.load(sys.argv[2])
 result = solver.solve(poses)
@@ -564,3 +564,15 @@ def test_pyfunc_seed_columns_pick_the_nearest_solution(trained):
     seeded.loc[1, "seed_q3"] = np.nan
     with pytest.raises(MlflowException, match=r"rows \[1\].*some seed columns but not all six"):
         model.predict(seeded)
+
+
+def test_a_model_logged_before_the_layer_folders_still_loads():
+    """tests/fixtures/model-72cf481 was logged when the modules sat in one flat folder."""
+    solver = IKSolver.load(str(Path(__file__).parent / "fixtures" / "model-72cf481"), robot="jaco")
+    q_true, poses = _targets(200, seed=7)
+    result = solver.solve(poses)
+    assert result.success.mean() >= 0.99
+    reached = fk(load_robot("jaco"), result.q[result.success])
+    assert np.linalg.norm(reached[:, :3, 3] - poses[result.success, :3, 3], axis=1).max() <= 1e-5
+    raw = solver.solve(poses, refine=False)
+    assert np.median(np.linalg.norm(fk(load_robot("jaco"), raw.q)[:, :3, 3] - poses[:, :3, 3], axis=1)) < 0.03

@@ -1,4 +1,4 @@
-"""Data beyond memory (iklab.stream): every training row once per epoch in a new order, bounded
+"""Data beyond memory (iklab.learning.streaming): every training row once per epoch in a new order, bounded
 in-memory splits, the budget's decision, and streamed training matching in-memory training."""
 
 import dataclasses
@@ -9,12 +9,12 @@ import pytest
 from helpers import CENTER, HEALTHY
 
 from data_gen.generate import generate
-from iklab import metric_names as M
-from iklab.config import DataConfig, experiment_from_dict
-from iklab.data import Split, load_dataset
-from iklab.regions import custom_region
-from iklab.stream import TrainStream, streaming_reason
-from iklab.training import train
+from iklab.core.regions import custom_region
+from iklab.learning import metric_names as M
+from iklab.learning.config import DataConfig, experiment_from_dict
+from iklab.learning.datasets import Split, load_dataset
+from iklab.learning.streaming import TrainStream, streaming_reason
+from iklab.learning.training import train
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from iklab.study_plots import (
+from iklab.studies.study_plots import (
     EDGE_WARNING,
     VALUE_LABEL,
     edge_warnings,
@@ -150,7 +150,7 @@ def test_figures_leave_no_pyplot_figures_or_global_style_behind(study):
     figures = [make_figure(study) for make_figure in FIGURES]
     assert all(figure.canvas.manager is None for figure in figures)  # not registered with pyplot
     assert {key: str(value) for key, value in matplotlib.rcParams.items()} == rc_before
-    code = "import sys, iklab.study_plots; print('matplotlib.pyplot' in sys.modules)"
+    code = "import sys, iklab.studies.study_plots; print('matplotlib.pyplot' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"

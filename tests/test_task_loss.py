@@ -1,4 +1,4 @@
-"""The differentiable FK and the task-space loss (iklab.task_loss) against iklab.kinematics."""
+"""The differentiable FK and the task-space loss (iklab.learning.task_loss) against iklab.core.kinematics."""
 
 import dataclasses
 import math
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from iklab.config import TrainingConfig
-from iklab.encodings import encode_targets
-from iklab.kinematics import fk, load_robot, rpy_to_matrix
-from iklab.models import build_loss
-from iklab.task_loss import TaskSpaceLoss, fk_ops, pose_targets
+from iklab.core.encodings import encode_targets
+from iklab.core.kinematics import fk, load_robot, rpy_to_matrix
+from iklab.learning.config import TrainingConfig
+from iklab.learning.models import build_loss
+from iklab.learning.task_loss import TaskSpaceLoss, fk_ops, pose_targets
 
 
 def _with_tool(robot):
@@ -94,8 +94,8 @@ def test_mixed_loss_adds_the_weighted_joint_loss(rng, jaco):
 def test_a_task_space_run_is_judged_on_the_pose_not_the_joints(mlflow_store):
     from helpers import HEALTHY
 
-    from iklab.config import experiment_from_dict
-    from iklab.training import train
+    from iklab.learning.config import experiment_from_dict
+    from iklab.learning.training import train
 
     training = {**HEALTHY["training"], "loss": "task", "epochs": 8, "batch_size": 128}  # ~15 s
     raw = {**HEALTHY, "training": training, "mlflow": {"log_model": False}}

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from helpers import HEALTHY, tiny_experiment
 
-from iklab import metric_names as M
-from iklab.config import experiment_from_dict
-from iklab.encodings import decode_outputs
-from iklab.kinematics import fk
-from iklab.metadata import MODEL_METADATA_KEY
-from iklab.solver import IKSolver
+from iklab.core.encodings import decode_outputs
+from iklab.core.kinematics import fk
+from iklab.learning import metric_names as M
+from iklab.learning.config import experiment_from_dict
+from iklab.learning.training import train
+from iklab.robot.model_metadata import MODEL_METADATA_KEY
+from iklab.robot.solver import IKSolver
 from iklab.train import main
-from iklab.training import train
 
 TINY = tiny_experiment(optimizer={"learning_rate": 3e-3})
 

@@ -1,5 +1,5 @@
 """`python -m iklab.cases [--cases NAMES] [--quick true] [--cases-dir DIR]`: the diagnosis cases
-(`iklab.diagnosis_cases`), broken and fixed, in the MLflow experiment `diagnosis-cases`.
+(`iklab.studies.diagnosis_cases`), broken and fixed, in the MLflow experiment `diagnosis-cases`.
 
 The case files are found before TensorFlow loads, so a wrong name is one line in a second.
 """
@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import USER_ERRORS, ConfigError
-from .console import OneLineParser, run_heavy
+from iklab.learning.config import USER_ERRORS, ConfigError
+from iklab.learning.console import OneLineParser, run_heavy
 
 # Relative to the working directory, like every path in iklab's commands (run from the repository, as
 # `make cases` and `mlflow run` do); `--cases-dir` points elsewhere.
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def work() -> list:
-        from .diagnosis_cases import load_case, run_cases  # TensorFlow: only now
+        from iklab.studies.diagnosis_cases import load_case, run_cases  # TensorFlow: only now
 
         cases = sorted((load_case(p) for p in paths), key=lambda c: c.title)  # "1. ..." first
         return run_cases(cases, quick=quick)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     status, results = run_heavy("iklab.cases", work, mistakes=USER_ERRORS, runs="its MLflow runs are")
     if status is not None:
         return status
-    from .diagnosis_cases import summary_markdown
+    from iklab.studies.diagnosis_cases import summary_markdown
 
     print(summary_markdown(results))
     return 0 if all(r.diagnosed for r in results) else 1

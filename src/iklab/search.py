@@ -1,7 +1,7 @@
 """`python -m iklab.search`: run (or resume) a study from a search file, e.g. `make search`.
 
 The search file, the arguments and the Optuna storage are checked before TensorFlow loads;
-the study itself is `iklab.study.run_search`.
+the study itself is `iklab.studies.search_study.run_search`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .config import USER_ERRORS, ConfigError, apply_overrides
-from .console import OneLineParser, number_at_least, quiet_optuna, run_heavy
-from .search_config import SearchConfig, base_experiment, load_search, make_study
+from iklab.learning.config import USER_ERRORS, ConfigError, apply_overrides
+from iklab.learning.console import OneLineParser, number_at_least, quiet_optuna, run_heavy
+from iklab.studies.search_file import SearchConfig, base_experiment, load_search, make_study
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def work() -> object:
-        from .study import run_search  # TensorFlow, MLflow: only once the command line is known to be good
+        from iklab.studies.search_study import (
+            run_search,  # TensorFlow, MLflow: only once the command line is known to be good
+        )
 
         return run_search(config, study)
 

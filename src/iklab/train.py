@@ -1,7 +1,7 @@
 """`python -m iklab.train --experiment FILE [--overrides "KEY=VALUE ..."]`: one training run.
 
 The experiment file and overrides are checked before TensorFlow loads, so a mistake is one
-line in a second, not after its start-up; the training itself is `iklab.training.train`.
+line in a second, not after its start-up; the training itself is `iklab.learning.training.train`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import metric_names as M
-from .config import USER_ERRORS, ConfigError, load_experiment
-from .console import OneLineParser, run_heavy
+from iklab.learning import metric_names as M
+from iklab.learning.config import USER_ERRORS, ConfigError, load_experiment
+from iklab.learning.console import OneLineParser, run_heavy
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def work() -> object:
-        from .training import train  # TensorFlow, MLflow: only once the command line is known to be good
+        from iklab.learning.training import train  # TensorFlow, MLflow: only once the command line is known to be good
 
         return train(config)
 

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .console import number_at_least
+from iklab.learning.console import number_at_least
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     from mlflow import MlflowClient
 
-    from .experiments import describe_experiment, experiment_link
+    from iklab.learning.experiment_pages import describe_experiment, experiment_link
 
     client = MlflowClient(uri)
     shown = 0

@@ -1,0 +1,32 @@
+"""Names of the metrics one module writes and others read (the search, the registry, the
+runs table, the plots). Spelled here once; everything else imports them.
+"""
+
+# Task-space error summary of a set of predictions (evaluation.ErrorReport.summary)
+POSITION_MEDIAN = "position_error_mm_median"
+POSITION_P95 = "position_error_mm_p95"
+ROTATION_MEDIAN = "rotation_error_deg_median"
+
+# Prefixes under which a finished training run logs those summaries
+TEST = "test/"  # the model on the test split
+VAL = "val/"  # the model on the validation split (what the search minimizes)
+KNN = "baseline/knn/"  # k-nearest-neighbour regressor on the same rows
+MEAN = "baseline/mean/"  # predict-the-circular-mean
+
+MIXTURE = "mixture/"  # a mixture model's components (per epoch on the probe; test/mixture/ at the end)
+TEST_BEST_COMPONENT = TEST + "best_component/"  # a mixture's best component per pose, raw
+
+TEST_POSITION_MEDIAN = TEST + POSITION_MEDIAN
+TEST_EFFECTIVE_COMPONENTS = TEST + MIXTURE + "effective_components_mean"
+SOLUTIONS = TEST + "solutions/"  # solution sets of test poses (iklab.learning.branch_coverage)
+SOLUTION_COVERAGE = SOLUTIONS + "coverage"  # share of the multi-start reference's solutions found
+VAL_POSITION_MEDIAN = VAL + POSITION_MEDIAN
+KNN_POSITION_MEDIAN = KNN + POSITION_MEDIAN
+
+# Per-epoch values written into Keras' `logs` by the probes in train() and read by the
+# callbacks after them (MLflow logger, the search's pruner)
+R2_MEAN = "r2_mean"  # diagnostics: mean R^2 of the probe's joints
+DEAD_FRACTION = "dead_fraction/"  # diagnostics: + layer name, share of units dead on the probe
+VAL_POSITION_ERROR_MM = "val_position_error_mm"  # TaskSpaceProbe: probe's median position error
+BEST_VAL_POSITION_ERROR_MM = "best_val_position_error_mm"  # its minimum over epochs
+ELAPSED_SECONDS = "elapsed_seconds"  # EpochLogger: training seconds up to the end of the epoch

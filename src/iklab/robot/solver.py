@@ -1,0 +1,411 @@
+"""Robot-side API: load a logged IK model, solve batches of poses, refine to exact IK.
+
+    from iklab.robot.solver import IKSolver
+    solver = IKSolver.load("models:/ik-jaco@champion")   # or models:/ik-jaco/3, runs:/..., a path
+    result = solver.solve(poses, refine=True)            # (N, 4, 4), (4, 4) or spatialmath SE3
+    result.q, result.position_error_m, result.rotation_error_rad, result.success
+    solutions = solver.solve_all(poses)                  # one IKResult per pose: its distinct exact solutions
+
+A mixture model (output encoding ``mixture``) gives several answers per pose, one per
+component: ``solve`` refines the most probable (the next ones where it fails), ``solve(q_seed=)``
+keeps the exact solution nearest the seed among all of them, ``solve_all`` returns every
+distinct one. A single-answer model is the case K = 1.
+
+Everything needed comes from the metadata logged with the model (robot DH
+table, region, encodings): no dataset or experiment file. Errors are always
+FK-verified.
+
+Robot side: imports numpy, numba and iklab's core (kinematics, regions, encodings, refine,
+network) at module level, and MLflow when a model is loaded. Never TensorFlow: the network runs
+as its numpy export (`iklab.robot.network`, logged beside the Keras model), so `pip install iklab`
+(the `robot` set, no TensorFlow) is enough to load and solve. Only a model logged before the
+export existed needs TensorFlow to load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iklab.core.encodings import decode_candidates, decode_outputs, encode_pose_matrices
+from iklab.core.kinematics import wrap_angle
+from iklab.core.refine import (
+    JointLimits,
+    RefineResult,
+    check_options,
+    refine_checked,
+    row_list,
+    validate_poses,
+    verify_checked,
+)
+from iklab.core.solution_sets import DISTINCT_RAD, distinct_mask
+from iklab.robot.model_metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
+from iklab.robot.network import NumpyNetwork
+
+# solve_all's refinement steps: a component in a solution's basin converges in ~10; one that is
+# not rarely does later (Puma560 mixture, 300 poses: coverage 91.4% at 50 steps, 91.3% at 20)
+SOLVE_ALL_ITERATIONS = 25
+
+
+@dataclass(frozen=True)
+class IKResult:
+    q: np.ndarray  # (N, 6) radians
+    position_error_m: np.ndarray  # (N,) FK-verified
+    rotation_error_rad: np.ndarray  # (N,) FK-verified
+    success: np.ndarray  # (N,) bool, within tolerance
+    within_region: np.ndarray  # (N,) bool, q inside the region the model was trained on
+    iterations: np.ndarray  # (N,) refinement iterations (0 without refinement)
+
+
+@dataclass(frozen=True)
+class PathResult(IKResult):
+    """:meth:`IKSolver.solve_path`'s answer: one row per pose of the path, plus each step's jump."""
+
+    joint_step: np.ndarray  # (N,) largest joint change from the previous answer (the start for row 0), radians
+
+    @property
+    def worst_joint_step(self) -> float:
+        """The largest per-step joint jump along the path, radians."""
+        return float(self.joint_step.max(initial=0.0))
+
+
+class IKSolver:
+    """A trained IK network plus the robot it was trained for."""
+
+    def __init__(self, model: object, metadata: ModelMetadata | dict) -> None:
+        """``model``: a Keras network taking raw pose features, or its :class:`NumpyNetwork`
+        export; ``metadata``: what it was trained on. A Keras model is exported here, and the
+        export is what runs (same answers to float32 rounding, without Keras' per-call cost)."""
+        if not isinstance(metadata, ModelMetadata):
+            metadata = ModelMetadata.from_dict(metadata)
+        self.metadata = metadata
+        self.robot, self.region = metadata.robot, metadata.region
+        self.input_encoding, self.output_encoding = metadata.input_encoding, metadata.output_encoding
+        self.network = model if isinstance(model, NumpyNetwork) else NumpyNetwork.from_model(model)
+        self._limits = JointLimits.of(self.robot.qlim[0], self.robot.qlim[1])
+
+    @classmethod
+    def load(cls, uri: str, *, robot: str | None = None) -> IKSolver:
+        """Load from an MLflow URI or a local model directory; ``robot`` checks the model's robot."""
+        local, spec = _model_files(uri)
+        raw = (spec.get("metadata") or {}).get(MODEL_METADATA_KEY)
+        if raw is None:
+            raise ValueError(f"{uri!r} has no iklab metadata: it was not logged by iklab.train")
+        metadata = ModelMetadata.from_dict(raw)
+        if robot is not None and metadata.robot.name != robot:
+            raise ValueError(f"{uri!r} was trained for robot {metadata.robot.name!r}, not {robot!r}")
+        if "tensorflow" in (spec.get("flavors") or {}):  # the bare Keras network (before the pyfunc wrapper)
+            return cls(_load_keras(str(local)), metadata)
+        # the pyfunc wrapper: its numpy export, read directly (no pyfunc, pandas or TensorFlow)
+        exported = local / "artifacts" / NUMPY_NETWORK_FILE
+        if exported.is_file():
+            solver = cls(NumpyNetwork.load(exported), metadata)
+        elif (local / "artifacts" / NETWORK_ARTIFACT).is_dir():  # logged before the export existed
+            solver = cls(_load_keras(str(local / "artifacts" / NETWORK_ARTIFACT)), metadata)
+        else:
+            raise ValueError(f"{uri!r} is neither an iklab network nor iklab's pyfunc wrapper of one")
+        solver.warm_up()
+        return solver
+
+    def warm_up(self) -> None:
+        """Compile the refinement kernels now (seconds once per machine, cached), not on the first
+        pose a control loop sends."""
+        pose = np.eye(4)[None]
+        self.solve(pose, q_seed=np.zeros(6))
+        self.solve(np.repeat(pose, 64, axis=0))
+
+    def solve(
+        self,
+        poses: object,
+        *,
+        q_seed: object = None,
+        max_joint_step: float | None = None,
+        refine: bool = True,
+        max_iterations: int = 50,
+        tolerance_m: float = 1e-5,
+        tolerance_rad: float = math.radians(0.01),
+    ) -> IKResult:
+        """Joint angles reaching ``poses``, inside the robot's joint limits (an angle is moved
+        there by 2*pi; a row where none fits is not a success); errors FK-verified at the
+        returned joints; ``success`` within both tolerances.
+
+        ``q_seed`` ``(N, 6)`` or ``(6,)`` radians (e.g. the robot's current joints): refine from
+        the seed, and where that does not land within 0.15 rad of it from the network's answer
+        too; return the exact solution nearer the seed (largest joint difference, wrapped).
+        ``max_joint_step`` (radians, needs a seed): a row whose answer is farther than this from
+        its seed is not a success (a continuity break is reported, never hidden).
+        """
+        poses = validate_poses(as_pose_batch(poses))
+        seed = _seed_batch(q_seed, len(poses))
+        if max_joint_step is not None and (seed is None or not max_joint_step > 0):
+            raise ValueError("max_joint_step needs q_seed and a value > 0 (radians)")
+        check_options(max_iterations, tolerance_m, tolerance_rad)
+        # checked above: from here on the compiled paths, without per-call checks (small batches)
+        target_r, target_p = np.ascontiguousarray(poses[:, :3, :3]), np.ascontiguousarray(poses[:, :3, 3])
+        tolerances = (tolerance_m, tolerance_rad)
+        if not refine:
+            starts = [self.predict(poses)] if seed is None else [*self._answers(poses), seed]
+            candidates = [
+                verify_checked(self.robot, np.ascontiguousarray(q), target_r, target_p, self._limits, *tolerances)
+                for q in starts
+            ]
+            out = candidates[0] if seed is None else _nearest_exact(candidates, seed)
+        elif seed is None:
+            out = self._refine_most_probable(poses, target_r, target_p, max_iterations, tolerances)
+        else:
+            out = self._refine_seeded(poses, seed, target_r, target_p, max_iterations, tolerances)
+        success = out.success
+        if max_joint_step is not None:
+            success = success & (joint_distance(out.q, seed) <= max_joint_step)
+        return IKResult(
+            out.q,
+            out.position_error_m,
+            out.rotation_error_rad,
+            success,
+            self.region.contains(out.q),
+            out.iterations,
+        )
+
+    def _refine_seeded(
+        self,
+        poses: np.ndarray,
+        seed: np.ndarray,
+        target_r: np.ndarray,
+        target_p: np.ndarray,
+        max_iterations: int,
+        tolerances: tuple[float, float],
+    ) -> RefineResult:
+        """Refine from the seed; where that settles on an exact solution within
+        ``SEED_SETTLED_RAD`` of the seed, that is the nearest one. Elsewhere also refine from
+        the network's answer and keep the nearer exact one.
+
+        Why the shortcut is sound: two exact solutions both within 0.15 rad (every joint) of one
+        seed would be within 0.3 rad of each other. A 6R arm's wrist flip moves two joints by pi,
+        and its shoulder and elbow branches lie farther apart than that except next to the
+        singularity where they meet, where "nearest" has no stable answer anyway and the seed's
+        own branch is the continuous choice. 0.15 rad leaves room for seeds a few degrees off
+        (3 deg noise per joint: 0.1 rad sent 28% of the rows through the network, 0.15 about 3%;
+        bench_solver's seeded rows within 1 deg of their solution: 99.95% at 0.1, 99.91% at
+        0.15, 99.89% at 0.25, the misses next to singular configurations).
+        It is what makes a control loop's seeded call cheap: no network pass."""
+        options = (self._limits, max_iterations, *tolerances)
+        from_seed = refine_checked(self.robot, seed, target_r, target_p, *options)
+        settled = from_seed.success & (joint_distance(from_seed.q, seed) <= SEED_SETTLED_RAD)
+        if settled.all():
+            return from_seed
+        rows = np.flatnonzero(~settled)
+        from_network = [
+            refine_checked(self.robot, q, target_r[rows], target_p[rows], *options) for q in self._answers(poses[rows])
+        ]
+        nearest = _nearest_exact([*from_network, _rows_of(from_seed, rows)], seed[rows])
+        return _merge_rows(from_seed, rows, nearest)
+
+    def _refine_most_probable(
+        self,
+        poses: np.ndarray,
+        target_r: np.ndarray,
+        target_p: np.ndarray,
+        max_iterations: int,
+        tolerances: tuple[float, float],
+    ) -> RefineResult:
+        """Refine the most probable answer; where it does not converge, the next answers in
+        order of weight (a mixture's), keeping the first that does."""
+        options = (self._limits, max_iterations, *tolerances)
+        answers = self._answers(poses)
+        out = refine_checked(self.robot, answers[0], target_r, target_p, *options)
+        for q in answers[1:]:
+            rows = np.flatnonzero(~out.success)
+            if not rows.size:
+                break
+            retry = refine_checked(self.robot, q[rows], target_r[rows], target_p[rows], *options)
+            better = np.flatnonzero(retry.success)
+            out = _merge_rows(out, rows[better], _rows_of(retry, better))
+        return out
+
+    def solve_all(
+        self,
+        poses: object,
+        *,
+        max_iterations: int = SOLVE_ALL_ITERATIONS,
+        tolerance_m: float = 1e-5,
+        tolerance_rad: float = math.radians(0.01),
+        distinct_rad: float = DISTINCT_RAD,
+    ) -> list[IKResult]:
+        """Every distinct exact solution the network leads to, per pose: each of its answers (a
+        mixture's components) refined, the exact ones kept (FK-verified, inside the joint limits),
+        duplicates within ``distinct_rad`` (every joint, modulo 2*pi) dropped. One
+        :class:`IKResult` per pose, its rows the solutions, most probable first; none when no
+        answer converged."""
+        poses = validate_poses(as_pose_batch(poses))
+        check_options(max_iterations, tolerance_m, tolerance_rad)
+        answers = np.stack(self._answers(poses), axis=1)  # (N, K, 6)
+        n, k = answers.shape[:2]
+        target_r = np.ascontiguousarray(np.repeat(poses[:, :3, :3], k, axis=0))
+        target_p = np.ascontiguousarray(np.repeat(poses[:, :3, 3], k, axis=0))
+        out = refine_checked(
+            self.robot,
+            answers.reshape(n * k, 6),
+            target_r,
+            target_p,
+            self._limits,
+            max_iterations,
+            tolerance_m,
+            tolerance_rad,
+        )
+        keep = distinct_mask(out.q.reshape(n, k, 6), out.success.reshape(n, k), distinct_rad).reshape(-1)
+        rows = np.flatnonzero(keep)  # pose-major: each pose's solutions together, most probable first
+        inside = self.region.contains(out.q[rows])
+        bounds = np.cumsum(keep.reshape(n, k).sum(axis=1))[:-1]
+        fields = (out.q[rows], out.position_error_m[rows], out.rotation_error_rad[rows], out.success[rows], inside)
+        split = [np.split(values, bounds) for values in (*fields, out.iterations[rows])]
+        return [IKResult(*pose_fields) for pose_fields in zip(*split, strict=True)]
+
+    def _answers(self, poses: np.ndarray) -> list[np.ndarray]:
+        """The network's answers for ``(N, 4, 4)`` poses: one ``(N, 6)`` array per component,
+        most probable first (one array for a single-answer model)."""
+        features = encode_pose_matrices(poses, self.input_encoding, self.robot)
+        _, q = decode_candidates(self.network(features), self.output_encoding)
+        return [np.ascontiguousarray(q[:, i]) for i in range(q.shape[1])]
+
+    def predict(self, poses: np.ndarray) -> np.ndarray:
+        """The network's most probable joints for ``(N, 4, 4)`` poses (radians, not refined)."""
+        return self._answers(poses)[0]
+
+    def solve_path(
+        self,
+        poses: object,
+        q_start: object,
+        *,
+        max_joint_step: float | None = None,
+        **options: object,
+    ) -> PathResult:
+        """Follow a sequence of poses ``(N, 4, 4)`` (a Cartesian line, a circle) from the joints
+        ``q_start`` ``(6,)``: each pose is solved seeded by the previous answer (the nearest
+        exact solution, :meth:`solve`), so the path stays on one branch. ``joint_step`` is each
+        step's largest joint change; with ``max_joint_step`` a larger jump makes that step not
+        a success (reported, never hidden). After a failed step the next is seeded from the
+        last successful answer. ``options``: :meth:`solve`'s refinement options."""
+        poses = validate_poses(as_pose_batch(poses))
+        previous = _seed_batch(q_start, 1)[0]
+        rows = []
+        for pose in poses:
+            step = self.solve(pose[None], q_seed=previous, max_joint_step=max_joint_step, **options)
+            rows.append(step)
+            if step.success[0]:
+                previous = step.q[0]
+        fields = {f: np.concatenate([getattr(r, f) for r in rows]) for f in IKResult.__dataclass_fields__}
+        q = fields["q"]
+        before = np.vstack([_seed_batch(q_start, 1), q[:-1]])
+        return PathResult(**fields, joint_step=joint_distance(q, before))
+
+
+def _model_files(uri: str) -> tuple[Path, dict]:
+    """A model's local directory (downloaded for an MLflow URI) and its parsed MLmodel file.
+    Read as YAML, not through ``mlflow.models.Model``, which imports pandas."""
+    import mlflow
+    import yaml
+
+    try:
+        local = Path(uri) if Path(uri).exists() else Path(mlflow.artifacts.download_artifacts(uri))
+        spec = yaml.safe_load((local / "MLmodel").read_text())
+    except Exception as exc:  # MLflow raises several types for a bad URI
+        raise ValueError(f"cannot load an MLflow model from {uri!r}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"cannot load an MLflow model from {uri!r}: its MLmodel file is not a mapping")
+    return local.resolve(), spec
+
+
+def _load_keras(source: str) -> object:
+    """A Keras network logged with MLflow's tensorflow flavor (needs TensorFlow)."""
+    import mlflow
+
+    # compile=False: inference needs no loss, and a custom one (wrapped_angle_loss) would
+    # otherwise have to be importable by name
+    return mlflow.tensorflow.load_model(source, keras_model_kwargs={"compile": False})
+
+
+_PREDICT_CHUNK = 65536
+# A seeded row whose refinement from the seed lands an exact solution this close to the seed
+# (largest joint difference) needs no network pass (IKSolver._refine_seeded says why).
+SEED_SETTLED_RAD = 0.15
+
+
+def predict_joints(model: object, features: np.ndarray, output_encoding: str) -> np.ndarray:
+    """Raw pose features ``(N, F)`` through a Keras ``model`` -> decoded joint angles ``(N, 6)`` radians."""
+    return decode_outputs(raw_outputs(model, features), output_encoding)
+
+
+def raw_outputs(model: object, features: np.ndarray) -> np.ndarray:
+    """A Keras ``model``'s outputs for raw pose features ``(N, F)``, not decoded."""
+    # predict_on_batch over large chunks: model.predict's per-call data pipeline costs
+    # 3x the forward pass of a 4x256 MLP on 10k rows here; chunks bound the memory.
+    chunks = [
+        model.predict_on_batch(features[start : start + _PREDICT_CHUNK])
+        for start in range(0, len(features), _PREDICT_CHUNK)
+    ]
+    return np.concatenate([np.asarray(c) for c in chunks]) if chunks else np.zeros((0,) + model.output_shape[1:])
+
+
+def as_pose_batch(poses: object) -> np.ndarray:
+    """``(N, 4, 4)``, ``(4, 4)`` or spatialmath ``SE3`` (one or many) -> ``(N, 4, 4)`` float64."""
+    if hasattr(poses, "A") and type(poses).__name__ == "SE3":
+        matrices = poses.A
+        poses = np.asarray(matrices if isinstance(matrices, np.ndarray) else list(matrices))
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.shape == (4, 4):
+        poses = poses[None]
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4):
+        raise ValueError(f"poses must be (N, 4, 4), (4, 4) or SE3, got shape {poses.shape}")
+    return poses
+
+
+def joint_distance(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Largest joint difference of each row, wrapped to [0, pi]: ``(N, 6), (N, 6)`` -> ``(N,)`` radians."""
+    return np.max(np.abs(wrap_angle(q - reference)), axis=1)
+
+
+def _seed_batch(q_seed: object, n: int) -> np.ndarray | None:
+    """``(6,)`` or ``(N, 6)`` finite radians -> ``(N, 6)``; None stays None."""
+    if q_seed is None:
+        return None
+    seed = np.asarray(q_seed, dtype=np.float64)
+    if seed.shape == (6,):
+        seed = np.tile(seed, (n, 1))
+    if seed.shape != (n, 6):
+        raise ValueError(f"q_seed must have shape (6,) or ({n}, 6) for {n} poses, got {seed.shape}")
+    bad = np.flatnonzero(~np.all(np.isfinite(seed), axis=1))
+    if bad.size:
+        raise ValueError(f"q_seed has NaN or infinite values in rows {row_list(bad)}")
+    return seed
+
+
+def _rows_of(result: RefineResult, rows: np.ndarray) -> RefineResult:
+    return RefineResult(**{name: getattr(result, name)[rows] for name in RefineResult.__dataclass_fields__})
+
+
+def _merge_rows(base: RefineResult, rows: np.ndarray, replacement: RefineResult) -> RefineResult:
+    """``base`` with its ``rows`` replaced by ``replacement``'s rows, in order."""
+    fields = {}
+    for name in RefineResult.__dataclass_fields__:
+        merged = getattr(base, name).copy()
+        merged[rows] = getattr(replacement, name)
+        fields[name] = merged
+    return RefineResult(**fields)
+
+
+def _nearest_exact(candidates: list[RefineResult], seed: np.ndarray) -> RefineResult:
+    """Per row, the candidate nearest ``seed`` among the exact ones (the first if none is)."""
+    distance = np.stack([joint_distance(c.q, seed) for c in candidates])  # (K, N)
+    exact = np.stack([c.success for c in candidates])
+    choice = np.argmin(np.where(exact, distance, np.inf), axis=0)
+    choice[~exact.any(axis=0)] = 0
+    rows = np.arange(len(seed))
+
+    def pick(field: str) -> np.ndarray:
+        return np.stack([getattr(c, field) for c in candidates])[choice, rows]
+
+    fields = ("q", "position_error_m", "rotation_error_rad", "success", "iterations")
+    return RefineResult(**{field: pick(field) for field in fields})

@@ -1,0 +1,449 @@
+"""`run_search(config) -> StudyResult`: an Optuna study over architectures in MLflow, from
+start to end: the parent run, one nested MLflow run per trial (pruned on the validation
+error and on the diagnostics), the end of the study (retrain the best configuration and hand
+it to the registry policy, `iklab.studies.registry`) and the study's artifacts (plots, trials.csv,
+summary.md). Its command line is `python -m iklab.search`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import mlflow
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from iklab.learning import metric_names as M
+from iklab.learning.config import ExperimentConfig
+from iklab.learning.console import raise_if_terminated
+from iklab.learning.diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
+from iklab.learning.run_logging import results_table, training_run
+from iklab.learning.training import StoppingCallback, train
+from iklab.studies import study_plots
+from iklab.studies.registry import ComparisonRows, register_and_compare
+from iklab.studies.search_file import SearchConfig, base_experiment, end_if_running, make_study, redact
+
+
+@dataclass
+class StudyResult:
+    study_name: str
+    parent_run_id: str
+    counts: dict  # complete / pruned / failed trials
+    best_trial: int | None = None
+    best_value: float | None = None  # validation median position error, mm
+    best_params: dict = field(default_factory=dict)
+    champion: dict = field(default_factory=dict)  # see finalize
+    wall_seconds: float = 0.0
+    trials_seconds: float = 0.0  # this process's time in trials
+    final_seconds: float = 0.0  # retraining the best configuration and the registry decision
+    note: str = ""  # e.g. why nothing ran
+
+
+@contextlib.contextmanager
+def parent_run(config: SearchConfig) -> Iterator[mlflow.ActiveRun]:
+    """The study's parent run: `mlflow run`'s own run if there is one, else a new one."""
+    base = base_experiment(config)
+    with training_run(config.study.name, f"ik-{base.data.robot}-search") as run:
+        mlflow.set_tags({"study": config.study.name, "role": "study", "robot": base.data.robot})
+        mlflow.log_params(
+            {
+                "study.name": config.study.name,
+                "study.storage": redact(config.study.storage),
+                "study.search_file": config.source,
+                "study.n_trials": config.study.n_trials,
+                "study.timeout_minutes": config.study.timeout_minutes,
+                "study.base": config.base,
+                "study.dataset_rows": base.data.rows,
+            }
+        )
+        yield run
+
+
+def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> dict:
+    """Retrain the best configuration, register it, move `champion` if it is better."""
+    best = study.best_trial
+    experiment = base_experiment(config, best.params, final=config.study.retrain)
+    result = train(
+        experiment,
+        parent_run_id=parent_run_id,
+        run_name=f"final t{best.number:03d} (best trial)",
+        tags={"study": config.study.name, "role": "final", "source_trial": str(best.number)},
+        log_model=True,
+    )
+    if result.status != "finished":
+        return {"promoted": False, "summary_line": f"retraining the best trial failed: {result.reason}"}
+    test = result.dataset.test.head(experiment.evaluation.test_rows)
+    rows = ComparisonRows(result.dataset.robot, test.poses(), test.q, result.dataset.digest)
+    decision = register_and_compare(
+        f"ik-{experiment.data.robot}", result.model_uri, result.run_id, result.metrics[M.TEST_POSITION_MEDIAN], rows
+    )
+    decision.update({"run_id": result.run_id, "metrics": result.metrics, "source_trial": best.number})
+    client = mlflow.MlflowClient()
+    client.log_batch(
+        parent_run_id,
+        metrics=[
+            mlflow.entities.Metric(f"champion/{key}", float(value), 0, 0)
+            for key, value in decision.items()
+            if key in ("new_version", "new_test_median_mm", "previous_test_median_mm", "promoted") and value is not None
+        ],
+    )
+    client.set_tag(parent_run_id, "champion_decision", decision["summary_line"])
+    return decision
+
+
+def log_study_artifacts(config: SearchConfig, study: optuna.Study, result: StudyResult) -> None:
+    counts = result.counts
+    mlflow.log_metrics(
+        {
+            "trials_complete": counts["complete"],
+            "trials_pruned": counts["pruned"],
+            "trials_failed": counts["failed"],
+            "wall_seconds": result.wall_seconds,
+            "trials_seconds": result.trials_seconds,
+            "final_seconds": result.final_seconds,
+        }
+    )
+    if result.best_value is not None:
+        mlflow.log_metric(M.BEST_VAL_POSITION_ERROR_MM, result.best_value)
+        mlflow.set_tags({f"best.{key}": str(value) for key, value in result.best_params.items()})
+    mlflow.log_text(study_plots.trials_table(study).to_csv(index=False), "trials.csv")
+    mlflow.log_figure(
+        study_plots.optimization_history(study, title=config.study.name), "plots/optimization_history.png"
+    )
+    mlflow.log_figure(study_plots.param_importances(study, title=config.study.name), "plots/param_importances.png")
+    mlflow.log_figure(study_plots.params_vs_objective(study, title=config.study.name), "plots/params_vs_objective.png")
+    summary = summary_markdown(config, study, result, study_plots.edge_warnings(study))
+    mlflow.log_text(summary, "summary.md")
+    mlflow.set_tag("mlflow.note.content", summary)  # the run's description in the UI
+
+
+def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyResult, edges: list[str]) -> str:
+    c = result.counts
+    lines = [
+        f"# Study {config.study.name}",
+        "",
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed trials in "
+        f"{result.wall_seconds / 60:.1f} min (search file `{config.source}`, storage "
+        f"`{redact(config.study.storage)}`).",
+        "",
+    ]
+    lines += [budget_line(study, result), ""]
+    if result.best_trial is None:
+        return "\n".join(lines + ["No trial completed."]) + "\n"
+    best = study.best_trial
+    lines += [f"## Best trial: {best.number} (validation median {best.value:.2f} mm)", ""]
+    lines += [f"- `{key}`: {value}" for key, value in best.params.items()]
+    if edges:
+        lines += ["", f"Best value at the edge of its range (widen it): {', '.join(edges)}."]
+    champion = result.champion
+    if champion.get("metrics"):
+        lines += [
+            "",
+            "## Retrained on the full training split, test split (FK of predicted joints)",
+            "",
+            *results_table(champion["metrics"]),
+        ]
+    if champion.get("summary_line"):
+        lines += ["", f"**Registry:** {champion['summary_line']}"]
+    return "\n".join(lines) + "\n"
+
+
+def budget_line(study: optuna.Study, result: StudyResult) -> str:
+    """How this process split its time: trials (and where pruned ones stopped), the final
+    retraining, the rest (data, artifacts, the registry)."""
+    stops: dict[int, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        epochs = (trial.last_step or 0) + 1
+        stops[epochs] = stops.get(epochs, 0) + 1
+    pruned = ", ".join(
+        f"{count} after {epochs} epoch{'s' if epochs > 1 else ''}" for epochs, count in sorted(stops.items())
+    )
+    other = max(0.0, result.wall_seconds - result.trials_seconds - result.final_seconds)
+    return (
+        f"**Budget:** {result.trials_seconds / 60:.1f} min of trials"
+        + (f" (pruned: {pruned})" if pruned else "")
+        + f", {result.final_seconds / 60:.1f} min retraining the best configuration, "
+        f"{other / 60:.1f} min outside them (the dataset is made in the first trial)."
+    )
+
+
+def sample_params(trial: optuna.Trial, space: dict) -> dict:
+    params = {}
+    for key, spec in space.items():
+        if "choices" in spec:
+            params[key] = trial.suggest_categorical(key, spec["choices"])
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"):
+            params[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1))
+        else:
+            params[key] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
+            )
+    return params
+
+
+def trial_run_name(number: int, config: ExperimentConfig) -> str:
+    """e.g. `t007 mlp 4x256 relu bn-before`: readable in the MLflow runs table."""
+    m = config.model
+    shape = "-".join(map(str, m.widths)) if m.widths else f"{m.depth}x{m.width}"
+    front = f"conv{m.conv_layers}x{m.conv_filters}+" if m.family == "conv1d" else ""
+    residual = " residual" if m.residual else ""
+    return f"t{number:03d} {m.family} {front}{shape} {m.activation} bn-{m.batch_norm}{residual}"
+
+
+class PruneCallback(StoppingCallback):
+    """Reports the probe's position error to Optuna; stops hopeless, dead or collapsed trials.
+
+    Reads what train()'s probes wrote into ``logs`` this epoch; the thresholds are the
+    diagnostics' own (a trial is pruned for what would flag a finished run).
+    """
+
+    def __init__(self, trial: optuna.Trial, diagnostic_epochs: int) -> None:
+        super().__init__()
+        self.trial, self.diagnostic_epochs = trial, diagnostic_epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        value = logs.get(M.VAL_POSITION_ERROR_MM, math.nan)
+        if math.isfinite(value):
+            self.trial.report(value, epoch)
+        reason = self._diagnostic_reason(epoch, logs)
+        if reason is None and self.trial.should_prune():
+            reason = f"pruner: val position error {value:.1f} mm at epoch {epoch + 1} is {self._verdict()}"
+        if reason:
+            self.request_stop(reason)
+
+    def _verdict(self) -> str:
+        pruner = self.trial.study.pruner
+        if isinstance(pruner, optuna.pruners.MedianPruner):
+            return "worse than the median"
+        return f"not among the best at this rung ({type(pruner).__name__})"
+
+    def _diagnostic_reason(self, epoch: int, logs: dict) -> str | None:
+        if epoch + 1 < self.diagnostic_epochs:
+            return None
+        dead = {
+            k.removeprefix(M.DEAD_FRACTION): v
+            for k, v in logs.items()
+            if k.startswith(M.DEAD_FRACTION) and v >= DEAD_LAYER_FRACTION
+        }
+        if dead:
+            return f"dead_layer: {', '.join(dead)} >= {DEAD_LAYER_FRACTION:.0%} dead after {epoch + 1} epochs"
+        if logs.get(M.R2_MEAN, 1.0) < COLLAPSE_R2:
+            return f"collapsed_to_mean: mean R^2 {logs[M.R2_MEAN]:.3f} after {epoch + 1} epochs"
+        return None
+
+
+def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        raise_if_terminated()  # a signal between two trials
+        trial.set_user_attr("mlflow_parent_run_id", parent_run_id)  # for fail_lost_runs
+        params = sample_params(trial, config.space)
+        experiment = base_experiment(config, params)
+        trial.set_user_attr("family", experiment.model.family)
+        pruner = PruneCallback(trial, config.study.diagnostic_pruning_epochs)
+        tags = {"study": config.study.name, "family": experiment.model.family, "trial": str(trial.number)}
+        result = train(
+            experiment,
+            parent_run_id=parent_run_id,
+            run_name=trial_run_name(trial.number, experiment),
+            tags=tags,
+            extra_callbacks=(pruner,),
+            log_model=False,
+            # linked before training: a worker killed mid-trial leaves a trial that names its run
+            on_run_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+        )
+        mlflow.MlflowClient().log_param(result.run_id, "trial_number", trial.number)
+        if result.status == "pruned":
+            trial.set_user_attr("prune_reason", result.reason)
+            raise optuna.TrialPruned(result.reason)
+        if result.status == "failed":
+            trial.set_user_attr("fail_reason", result.reason)
+            return math.nan  # Optuna records the trial as failed
+        for key in (M.TEST_POSITION_MEDIAN, M.TEST + M.ROTATION_MEDIAN, M.KNN_POSITION_MEDIAN):
+            trial.set_user_attr(key, result.metrics[key])
+        return result.metrics[M.VAL_POSITION_MEDIAN]
+
+    return objective
+
+
+def progress_line(started: float) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial.params.items())
+        value = f"{trial.value:.2f} mm" if trial.value is not None else "-"
+        reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason") or ""
+        print(
+            f"[trial {trial.number:3d}] {trial.state.name.lower():8s} {value:>10s}  {short}  "
+            f"{reason}  ({(time.perf_counter() - started) / 60:.1f} min)",
+            flush=True,
+        )
+
+    return callback
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_counts(study: optuna.Study) -> dict:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "failed": states.count(TrialState.FAIL),
+        "running": states.count(TrialState.RUNNING),
+    }
+
+
+def settle_lost_trials(study: optuna.Study, heartbeat_seconds: int) -> None:
+    """At the end of a worker's run, trials still RUNNING get up to the heartbeat grace period
+    (plus one beat) to finish or go stale; stale ones are failed, with their MLflow runs
+    (`fail_lost_runs`). So a worker that ends leaves no trial of a dead worker RUNNING (the
+    one killed before it started, or one killed beside it), and a live worker's last trial
+    usually finishes meanwhile (else it stays RUNNING, its worker still at it)."""
+
+    def running() -> list[int]:
+        return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+    waiting = running()
+    if not waiting:
+        return
+    bound = 3 * heartbeat_seconds
+    print(f"trials {waiting} are still RUNNING: waiting up to {bound} s for them to finish or go stale", flush=True)
+    deadline = time.monotonic() + bound
+    while waiting and time.monotonic() < deadline:
+        time.sleep(min(1.0, heartbeat_seconds, max(0.0, deadline - time.monotonic())))
+        with warnings.catch_warnings():  # "experimental" in Optuna 5, like the heartbeats it reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        waiting = running()
+
+
+def close_orphan_runs(study: optuna.Study) -> None:
+    """A finished trial whose MLflow run is still RUNNING lost its last update (the tracking
+    server was down or restarting when the run ended): end the run with the trial's outcome
+    (FINISHED for complete and pruned trials, FAILED for failed ones) and say so in a tag."""
+    client = mlflow.MlflowClient()
+    outcome = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED", TrialState.FAIL: "FAILED"}
+    for trial in study.get_trials(deepcopy=False, states=tuple(outcome)):
+        reason = f"ended by the study: trial {trial.number} was {trial.state.name}"
+        end_if_running(client, trial.user_attrs.get("mlflow_run_id"), outcome[trial.state], "status_repaired", reason)
+
+
+def claim_finalize(study: optuna.Study) -> str | None:
+    """Claim the study's end (retrain, register, move the alias) for this process: None if it
+    is ours, else who holds it. The claim is a companion study named ``<study>:finalize``:
+    creating a study is atomic in the storage (a unique name), so of several workers that
+    reach the end together exactly one wins, on SQLite or PostgreSQL alike."""
+    name = f"{study.study_name}:finalize"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "at": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        claim = optuna.create_study(study_name=name, storage=study._storage, load_if_exists=False)
+    except optuna.exceptions.DuplicatedStudyError:
+        claim = optuna.load_study(study_name=name, storage=study._storage)
+        holder = claim.user_attrs
+        if study.user_attrs.get(FINALIZED_KEY):
+            return "another worker finalized this study"
+        if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+            # its holder died here (Ctrl-C, a kill, a crash) before it finished: a rerun goes on
+            for key, value in me.items():
+                claim.set_user_attr(key, value)
+            return None
+        return (
+            f"another worker (process {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
+            f"{holder.get('at', '?')}) is finalizing this study; if it died, delete the study {name!r} "
+            "(optuna delete-study) and rerun with finalize=true"
+        )
+    for key, value in me.items():
+        claim.set_user_attr(key, value)
+    return None
+
+
+def _alive(pid: object) -> bool:
+    """Whether process ``pid`` of this host still runs (True when it cannot be told)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+# Study attribute set once the best configuration was retrained and handed to the registry.
+FINALIZED_KEY = "finalized"
+
+
+def _set_best(result: StudyResult, study: optuna.Study) -> None:
+    if result.counts["complete"]:
+        best = study.best_trial
+        result.best_trial, result.best_value, result.best_params = best.number, best.value, best.params
+
+
+def run_search(config: SearchConfig, study: optuna.Study | None = None) -> StudyResult:
+    """Run (or resume) the study under one parent MLflow run; finalize if configured.
+
+    ``study``: the config's study if already opened (`make_study`), else opened here.
+    """
+    started = time.perf_counter()
+    study = study or make_study(config)
+    counts = trial_counts(study)
+    finished = counts["complete"] + counts["pruned"] >= config.study.n_trials
+    finalized = study.user_attrs.get(FINALIZED_KEY)
+    if finished and (finalized or not config.study.finalize):
+        # a rerun of a finished study: no trial, no run, no second model version
+        result = StudyResult(config.study.name, finalized["parent_run_id"] if finalized else "", counts)
+        _set_best(result, study)
+        result.note = (
+            f"study {config.study.name} already has {counts['complete'] + counts['pruned']} of its "
+            f"{config.study.n_trials} trials"
+            + (f" and its champion decision ({finalized['summary_line']})" if finalized else "")
+            + ": nothing to run"
+        )
+        result.wall_seconds = time.perf_counter() - started
+        return result
+    with parent_run(config) as parent:
+        if not finished:
+            for params in config.enqueue:  # the known good configurations first (once per study)
+                study.enqueue_trial(params, skip_if_exists=True)
+            trials_started = time.perf_counter()
+            stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            study.optimize(
+                objective_for(config, parent.info.run_id),
+                n_trials=config.study.n_trials,
+                timeout=config.study.timeout_minutes * 60,
+                callbacks=[stop, progress_line(started)],
+                gc_after_trial=True,
+                catch=(Exception,),
+            )  # a crashing trial is a failed trial
+            settle_lost_trials(study, config.study.heartbeat_seconds)
+            close_orphan_runs(study)
+        result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
+        if not finished:
+            result.trials_seconds = time.perf_counter() - trials_started
+        _set_best(result, study)
+        if result.best_trial is not None and config.study.finalize:
+            holder = claim_finalize(study)
+            if holder is None:
+                final_started = time.perf_counter()
+                result.champion = finalize(config, study, parent.info.run_id)
+                result.final_seconds = time.perf_counter() - final_started
+                study.set_user_attr(
+                    FINALIZED_KEY,
+                    {"parent_run_id": parent.info.run_id, "summary_line": result.champion["summary_line"]},
+                )
+            else:
+                result.champion = {"promoted": False, "summary_line": f"not finalized here: {holder}"}
+        result.wall_seconds = time.perf_counter() - started
+        log_study_artifacts(config, study, result)
+    return result
