@@ -57,6 +57,7 @@ LAYER_OF = {
             "run_logging",
             "model_logging",
             "training",
+            "epoch_slots",
             "metric_names",
             "experiment_pages",
         )

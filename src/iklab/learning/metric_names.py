@@ -20,13 +20,15 @@ TEST_POSITION_MEDIAN = TEST + POSITION_MEDIAN
 TEST_EFFECTIVE_COMPONENTS = TEST + MIXTURE + "effective_components_mean"
 SOLUTIONS = TEST + "solutions/"  # solution sets of test poses (iklab.learning.branch_coverage)
 SOLUTION_COVERAGE = SOLUTIONS + "coverage"  # share of the multi-start reference's solutions found
-VAL_POSITION_MEDIAN = VAL + POSITION_MEDIAN
+VAL_POSITION_MEDIAN = VAL + POSITION_MEDIAN  # the finished model on the whole validation split
 KNN_POSITION_MEDIAN = KNN + POSITION_MEDIAN
 
 # Per-epoch values written into Keras' `logs` by the probes in train() and read by the
 # callbacks after them (MLflow logger, the search's pruner)
 R2_MEAN = "r2_mean"  # diagnostics: mean R^2 of the probe's joints
 DEAD_FRACTION = "dead_fraction/"  # diagnostics: + layer name, share of units dead on the probe
-VAL_POSITION_ERROR_MM = "val_position_error_mm"  # TaskSpaceProbe: probe's median position error
-BEST_VAL_POSITION_ERROR_MM = "best_val_position_error_mm"  # its minimum over epochs
+# TaskSpaceProbe, each epoch: median position error (mm) of the diagnostics probe (the first
+# probe_rows of the validation split). Not VAL_POSITION_MEDIAN: that is the whole split, once, at the end.
+PROBE_POSITION_MM = "val_position_error_mm"  # the metric's name in runs logged since the start
+BEST_PROBE_POSITION_MM = "best_val_position_error_mm"  # its minimum over epochs
 ELAPSED_SECONDS = "elapsed_seconds"  # EpochLogger: training seconds up to the end of the epoch

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from iklab.learning.metric_names import ELAPSED_SECONDS, R2_MEAN, VAL_POSITION_ERROR_MM
+from iklab.learning.metric_names import ELAPSED_SECONDS, PROBE_POSITION_MM, R2_MEAN
 from iklab.learning.task_errors import ErrorReport, percentiles_inf
 
 
@@ -52,7 +52,7 @@ def error_vs_time(history: list[dict], title: str = "") -> Figure:
     """The probe's median position error (log scale) against training minutes: what more
     compute buys."""
     minutes = [h.get(ELAPSED_SECONDS, float("nan")) / 60 for h in history]
-    errors = [h.get(VAL_POSITION_ERROR_MM, float("nan")) for h in history]
+    errors = [h.get(PROBE_POSITION_MM, float("nan")) for h in history]
     figure = Figure(figsize=(6.5, 4), layout="constrained")
     ax = figure.subplots()
     ax.plot(minutes, errors, marker="o", markersize=3)

@@ -19,6 +19,7 @@ import iklab
 from iklab.core.encodings import OUTPUT_ENCODINGS, decode_candidates, decode_outputs, encode_inputs, encode_targets
 from iklab.core.kinematics import Robot, fk
 from iklab.core.mixture import mixture_summary
+from iklab.learning import epoch_slots
 from iklab.learning import metric_names as M
 from iklab.learning import run_logging as logging_
 from iklab.learning.branch_coverage import evaluate_solution_sets
@@ -211,7 +212,7 @@ def nearest_component_decoder(robot: Robot, q_targets: np.ndarray) -> Callable[[
 
 class TaskSpaceProbe(keras.callbacks.Callback):
     """Median position error (mm) of the diagnostics probe rows, written into ``logs`` each epoch
-    as ``metric_names.VAL_POSITION_ERROR_MM``.
+    as ``metric_names.PROBE_POSITION_MM``.
 
     Comparable across encodings and losses, unlike val_loss: the search prunes on it. Reads
     ``diagnostics.last_prediction``, which the diagnostics callback (before it in the list) made
@@ -228,7 +229,7 @@ class TaskSpaceProbe(keras.callbacks.Callback):
             self.robot, self.diagnostics.last_prediction, self.diagnostics.probe_targets, target_poses=self.targets
         )
         if logs is not None:
-            logs[M.VAL_POSITION_ERROR_MM] = report.summary()[M.POSITION_MEDIAN]
+            logs[M.PROBE_POSITION_MM] = report.summary()[M.POSITION_MEDIAN]
 
 
 class MixtureProbe(keras.callbacks.Callback):
@@ -271,20 +272,25 @@ def mark_diverged(result: TrainResult) -> bool:
     return True
 
 
-def fit_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
+def fit_callbacks(config: ExperimentConfig) -> dict[str, keras.callbacks.Callback | None]:
+    """Keras' own callbacks by slot (:mod:`iklab.learning.epoch_slots`); None where off."""
     training = config.training
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
-    if training.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(patience=training.early_stopping_patience, restore_best_weights=True)
+    plateau = (
+        training.reduce_lr_patience and config.optimizer.schedule == "constant" and not training.time_budget_minutes
+    )
+    return {
+        "terminate_on_nan": keras.callbacks.TerminateOnNaN(),
+        "early_stopping": keras.callbacks.EarlyStopping(
+            patience=training.early_stopping_patience, restore_best_weights=True
         )
-    if training.reduce_lr_patience and config.optimizer.schedule == "constant" and not training.time_budget_minutes:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                factor=training.reduce_lr_factor, patience=training.reduce_lr_patience, min_lr=1e-6
-            )
+        if training.early_stopping_patience
+        else None,
+        "reduce_lr": keras.callbacks.ReduceLROnPlateau(
+            factor=training.reduce_lr_factor, patience=training.reduce_lr_patience, min_lr=1e-6
         )
-    return callbacks
+        if plateau
+        else None,
+    }
 
 
 def train(
@@ -327,28 +333,25 @@ def train(
         logging_.log_setup(config, dataset, arrays.x_train, arrays.n_train, count_parameters(model))
         epoch_logger = logging_.EpochLogger(run.info.run_id, None if budget else epochs, elapsed)
         backup, save_progress = resume.callbacks() if resume is not None else (None, None)
-        # Keras calls these in order each epoch, all with the same `logs` dict:
-        #   diagnostics   writes the probe's R^2, dead/zero fractions, gradient norms, ... into
-        #                 logs and keeps the decoded probe prediction (last_prediction)
-        #   task_probe    reads last_prediction, writes logs[VAL_POSITION_ERROR_MM]
-        #   epoch_logger  reads all of logs (and loss, val_loss, learning_rate): MLflow + a line
-        #   fit callbacks TerminateOnNaN, EarlyStopping, ReduceLROnPlateau (loss, val_loss)
-        #   extra         a caller's StoppingCallbacks, e.g. the search's pruner (reads
-        #                 VAL_POSITION_ERROR_MM, R2_MEAN, DEAD_FRACTION*)
-        #   (resume_dir: Keras' BackupAndRestore first, restoring the state when training begins,
-        #   and the progress file after the epoch logger, which wrote the elapsed time into logs)
-        #   mixture_probe (mixture models) reads the probe's raw outputs, writes mixture/*
-        probes = [diagnostics, task_probe, epoch_logger]
-        if mixture:
-            probes.insert(2, MixtureProbe(diagnostics, config.model.mixture_components))
-        if resume is not None:
-            probes = [backup, *probes, save_progress]
-        if timer is not None:  # sets the learning rate from the time spent, ends training on time
-            probes = [timer, *probes]
-        if config.training.loss in TASK_LOSSES and config.training.joint_first:  # after the timer it asks
+        joint_first = None
+        if config.training.loss in TASK_LOSSES and config.training.joint_first:
             share_spent = timer.progress if timer is not None else None
-            probes = [*probes, JointFirst(model.loss, config.training.joint_first, epochs, share_spent)]
-        callbacks = [*probes, *fit_callbacks(config), *extra_callbacks]
+            joint_first = JointFirst(model.loss, config.training.joint_first, epochs, share_spent)
+        # the order, and what each reads and writes: iklab.learning.epoch_slots.SLOTS
+        callbacks = epoch_slots.arrange(
+            {
+                "time_budget": timer,
+                "backup": backup,
+                "diagnostics": diagnostics,
+                "task_probe": task_probe,
+                "mixture_probe": MixtureProbe(diagnostics, config.model.mixture_components) if mixture else None,
+                "epoch_logger": epoch_logger,
+                "save_progress": save_progress,
+                "joint_first": joint_first,
+                **fit_callbacks(config),
+                "extra": list(extra_callbacks),
+            }
+        )
         started = time.perf_counter()
         model.fit(
             **arrays.fit_rows(config.training.batch_size),
@@ -443,7 +446,7 @@ def evaluate_and_log(
                 "best_val_loss": float(val_losses[best]),
                 "best_epoch": float(result.history[best]["epoch"] + 1),
                 # the runs table shows last values; best_* make runs comparable at a glance
-                M.BEST_VAL_POSITION_ERROR_MM: min(h[M.VAL_POSITION_ERROR_MM] for h in result.history),
+                M.BEST_PROBE_POSITION_MM: min(h[M.PROBE_POSITION_MM] for h in result.history),
             }
         )
     flags = evaluate_flags(

@@ -113,7 +113,7 @@ def log_study_artifacts(config: SearchConfig, study: optuna.Study, result: Study
         }
     )
     if result.best_value is not None:
-        mlflow.log_metric(M.BEST_VAL_POSITION_ERROR_MM, result.best_value)
+        mlflow.log_metric(M.BEST_PROBE_POSITION_MM, result.best_value)
         mlflow.set_tags({f"best.{key}": str(value) for key, value in result.best_params.items()})
     mlflow.log_text(study_plots.trials_table(study).to_csv(index=False), "trials.csv")
     mlflow.log_figure(
@@ -212,7 +212,7 @@ class PruneCallback(StoppingCallback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        value = logs.get(M.VAL_POSITION_ERROR_MM, math.nan)
+        value = logs.get(M.PROBE_POSITION_MM, math.nan)
         if math.isfinite(value):
             self.trial.report(value, epoch)
         reason = self._diagnostic_reason(epoch, logs)
