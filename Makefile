@@ -14,9 +14,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv lint format test test-fast bench generate search search-long ablations cases ui serve clean postgresql services workers services-down
+.PHONY: help venv lint format test test-fast bench generate search search-long ablations cases ui serve clean postgresql services workers services-down
 
-venv: $(STAMP)
+help: ## this list
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(STAMP) ## install everything into .venv (TensorFlow, MLflow, Optuna, tests)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,21 +28,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # ruff: lint rules and formatting (pyproject.toml [tool.ruff]); `make format` rewrites in place.
-lint: venv
+lint: venv ## ruff: lint rules and formatting check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: venv
+format: venv ## ruff: fix and format in place
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv postgresql
-	$(BIN)/python -m pytest
+test: venv postgresql ## the whole test suite, 2 processes (what CI runs after lint)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-test-fast: venv
+test-fast: venv ## the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: venv
+bench: venv ## speed and memory benchmarks (ratios against a reference)
 	$(BIN)/python bench/bench_fk.py
 	$(BIN)/python bench/bench_rotations.py
 	$(BIN)/python bench/bench_generate.py
@@ -52,45 +55,45 @@ bench: venv
 	$(BIN)/python bench/bench_solver.py
 
 # The main job: Optuna search, nested MLflow runs, registered champion (~12 min here).
-search: venv
+search: venv ## the main job: Optuna search, nested MLflow runs, registered champion
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search
 
 # What more compute buys: 5M training rows, the best configuration retrained for LONG_MINUTES
 # (error against time in its run); rerun the same command to resume an interrupted one.
 LONG_MINUTES ?= 120
 LONG_STUDY ?= ik-jaco-search-long
-search-long: venv
+search-long: venv ## the best configuration retrained for LONG_MINUTES on 5M rows
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search \
 	  -P experiment=experiments/search_jaco_long.yaml -P study_name=$(LONG_STUDY) \
 	  -P final_overrides="training.time_budget_minutes=$(LONG_MINUTES)"
 
 # The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (about 7 min here, case 1 with two fixes).
-cases: venv
+cases: venv ## the four diagnosis cases, broken and fixed
 	$(BIN)/mlflow run . -e cases --env-manager local --experiment-name diagnosis-cases
 
 # One change at a time against a fixed baseline, 2.5 min of training each, in the MLflow
 # experiment ik-jaco-ablations (about 55 min here). ONLY="baseline,batch 256" runs some rows.
 ONLY ?=
-ablations: venv
+ablations: venv ## one change at a time against a fixed baseline (ONLY=rows)
 	$(BIN)/python -m iklab.ablations --file experiments/ablations_jaco.yaml --only "$(ONLY)"
 
 UI_PORT ?= 5000
 # Links straight to each experiment's runs (the "Model training" view), then the MLflow UI.
-ui: venv
+ui: venv ## links to each experiment's runs, then the MLflow UI (UI_PORT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m iklab.ui --port $(UI_PORT)
 
 # The registered champion over HTTP: POST pose rows to /invocations (README "Serving over HTTP").
 SERVE_PORT ?= 5001
 MODEL ?= models:/ik-jaco@champion
-serve: venv
+serve: venv ## the registered champion over HTTP (MODEL, SERVE_PORT)
 	$(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
 
 # The default dataset of the README's example (about 10 s, 530 MB).
-generate: venv
+generate: venv ## the default 5M-row Jaco dataset
 	$(BIN)/python -m data_gen generate --robot jaco --n 5000000 --out data/jaco-5M
 
 # PostgreSQL (Debian's package) for `make services` and its test: installed if missing, as root.
-postgresql:
+postgresql: ## install PostgreSQL with apt-get if missing
 	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] || { echo "PostgreSQL is not installed: run apt-get install postgresql as root"; exit 2; }; \
 	    echo "installing PostgreSQL (apt-get install postgresql) ..."; \
@@ -99,14 +102,14 @@ postgresql:
 # Many workers on real services (README "Many workers"): PostgreSQL for Optuna and an MLflow
 # tracking server on 127.0.0.1, under .services/; stopped by their recorded process ids.
 N ?= 3
-services: venv postgresql
+services: venv postgresql ## PostgreSQL and an MLflow server for many workers
 	$(BIN)/python -m iklab.services up
 
-workers: venv
+workers: venv ## N search workers on those services
 	$(BIN)/python -m iklab.services workers $(N)
 
-services-down: venv
+services-down: venv ## stop the services by their process ids
 	$(BIN)/python -m iklab.services down
 
-clean:
+clean: ## remove .venv and build files
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
