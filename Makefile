@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# MLflow's stores live in the repo folder (SQLite + ./mlruns); see README.
+# MLflow's stores live in the repo folder (SQLite + ./mlruns); see docs/mlflow.md.
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -82,13 +82,13 @@ UI_PORT ?= 5000
 ui: venv ## links to each experiment's runs, then the MLflow UI (UI_PORT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m iklab.ui --port $(UI_PORT)
 
-# The registered champion over HTTP: POST pose rows to /invocations (README "Serving over HTTP").
+# The registered champion over HTTP: POST pose rows to /invocations (docs/robot-code.md, "Serving over HTTP").
 SERVE_PORT ?= 5001
 MODEL ?= models:/ik-jaco@champion
 serve: venv ## the registered champion over HTTP (MODEL, SERVE_PORT)
 	$(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
 
-# The default dataset of the README's example (about 10 s, 530 MB).
+# The default dataset (docs/datasets.md) (about 10 s, 530 MB).
 generate: venv ## the default 5M-row Jaco dataset
 	$(BIN)/python -m data_gen generate --robot jaco --n 5000000 --out data/jaco-5M
 
@@ -99,7 +99,7 @@ postgresql: ## install PostgreSQL with apt-get if missing
 	    echo "installing PostgreSQL (apt-get install postgresql) ..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
-# Many workers on real services (README "Many workers"): PostgreSQL for Optuna and an MLflow
+# Many workers on real services (docs/many-workers.md): PostgreSQL for Optuna and an MLflow
 # tracking server on 127.0.0.1, under .services/; stopped by their recorded process ids.
 N ?= 3
 services: venv postgresql ## PostgreSQL and an MLflow server for many workers

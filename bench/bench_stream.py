@@ -5,7 +5,7 @@ Target (issue 14): streamed throughput >= 0.8 of in-memory.
 Run: .venv/bin/python bench/bench_stream.py [--experiment experiments/jaco_mlp.yaml]
      [--rows 400000] [--epochs 2] [--repeats 3] [--batch-size N]
 Epochs are timed after a first one that traces the step. Peak memory of a streamed training on
-50M rows: README "Data beyond memory" (python -m iklab.train logs peak_rss_mb).
+50M rows: docs/training.md, "Data beyond memory" (python -m iklab.train logs peak_rss_mb).
 """
 
 import dataclasses

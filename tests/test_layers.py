@@ -1,4 +1,4 @@
-"""The import rules: layers as folders, imports point down (README "Layout").
+"""The import rules: layers as folders, imports point down (README "Layout and data flow").
 
 Read from the source (every import statement, function-level ones included), plus what
 importing the robot-side modules really loads, in a fresh interpreter. The map below names every

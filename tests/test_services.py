@@ -1,4 +1,4 @@
-"""Real services (README "Many workers"): PostgreSQL and an MLflow tracking server started in
+"""Real services (docs/many-workers.md): PostgreSQL and an MLflow tracking server started in
 the test on 127.0.0.1, three search workers, one killed with SIGKILL mid-trial, and the tracking
 server killed and restarted mid-study. Every process started here is stopped by its id; every
 wait is bounded."""

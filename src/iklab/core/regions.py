@@ -48,7 +48,7 @@ class Region:
 
 
 # Working regions, in degrees (lower, upper) per joint; bench/region_search.py
-# reproduces the choice and README "Regions" explains it. Jaco's keeps one IK
+# reproduces the choice and docs/datasets.md, "Regions" explains it. Jaco's keeps one IK
 # branch: upper arm between horizontal and vertical (q1), elbow bent one way
 # (q2 < 0), wrist bent one way (q4 < 0), edges backed off the elbow and wrist
 # singularities; the base sweeps the front half-space (+x); q3 and q5 stop at

@@ -193,7 +193,7 @@ def _change_text(row: Ablation) -> str:
 
 
 def results_markdown(file: AblationsFile, results: list[RowResult]) -> str:
-    """The table the README shows: each row's test errors and time, and the change against the
+    """The table docs/results.md shows: each row's test errors and time, and the change against the
     baseline's median."""
     base = next((r.metrics[M.TEST_POSITION_MEDIAN] for r in results if r.row.name == "baseline"), None)
     lines = [
