@@ -38,3 +38,16 @@ HEALTHY = tiny_experiment(
     diagnostics={"probe_rows": 512},
     evaluation={"knn_rows": 2000, "test_rows": 500},
 )
+
+
+class StepClock:
+    """A clock for `TimeBudget.clock` that advances ``seconds`` per reading: a time budget then
+    buys the same optimizer steps on a quiet machine and a loaded one (a reading per batch, and one
+    more each time the learning rate is recomputed)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.now = seconds, 0.0
+
+    def __call__(self) -> float:
+        self.now += self.seconds
+        return self.now

@@ -8,12 +8,13 @@ import keras
 import mlflow
 import numpy as np
 import pytest
-from helpers import HEALTHY, tiny_experiment
+from helpers import HEALTHY, StepClock, tiny_experiment
 
 from iklab.core.encodings import decode_outputs
 from iklab.core.kinematics import fk
 from iklab.learning import metric_names as M
 from iklab.learning.config import experiment_from_dict
+from iklab.learning.models import TimeBudget
 from iklab.learning.training import train
 from iklab.robot.model_metadata import MODEL_METADATA_KEY
 from iklab.robot.solver import IKSolver
@@ -120,7 +121,11 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_a_time_budget_ends_on_time_and_an_interrupted_run_resumes_its_clock(mlflow_store, tmp_path, capsys):
+def test_a_time_budget_ends_on_time_and_an_interrupted_run_resumes_its_clock(
+    mlflow_store, tmp_path, capsys, monkeypatch
+):
+    # training time in steps: 0.03 s a reading, ~290 batches in the budget, whatever the load
+    monkeypatch.setattr(TimeBudget, "clock", staticmethod(StepClock(0.03)))
     resume_dir = tmp_path / "resume"
     budget = 0.15  # minutes
     config = experiment_from_dict(

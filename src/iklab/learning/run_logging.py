@@ -32,6 +32,7 @@ from iklab.learning.console import raise_if_terminated
 from iklab.learning.datasets import Dataset
 from iklab.learning.diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from iklab.learning.experiment_pages import describe_experiment
+from iklab.learning.models import TimeBudget
 from iklab.learning.plots import error_histograms, error_vs_time, learning_curves
 from iklab.learning.task_errors import ErrorReport
 
@@ -154,16 +155,16 @@ class EpochLogger(keras.callbacks.Callback):
         self._before = elapsed  # training seconds of an interrupted run this one resumes
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._train_started = time.perf_counter()
+        self._train_started = TimeBudget.clock()  # training time as a time budget counts it
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
+        self._started = TimeBudget.clock()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v) or np.ndim(v) == 0}
-        values["epoch_seconds"] = time.perf_counter() - self._started
+        values["epoch_seconds"] = TimeBudget.clock() - self._started
         # wall time since training began (the x axis of error against compute), as a time budget counts it
-        values[M.ELAPSED_SECONDS] = self._before + time.perf_counter() - self._train_started
+        values[M.ELAPSED_SECONDS] = self._before + TimeBudget.clock() - self._train_started
         if logs is not None:
             logs[M.ELAPSED_SECONDS] = values[M.ELAPSED_SECONDS]  # for the callbacks after this one (resume)
         self.history.append({"epoch": epoch, **values})
