@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from helpers import CENTER, HEALTHY, tiny_experiment
 from mlflow.exceptions import MlflowException
+from robot_venv import robot_venv
 from spatialmath import SE3
 
 from iklab.core.encodings import encode_pose_matrices
@@ -414,19 +415,6 @@ def test_the_numpy_export_matches_the_keras_network(trained, tmp_path):
     assert joint_distance(a.q, b.q)[a.success].max() < 1e-4
 
 
-def _robot_venv(root: Path, directory: Path) -> Path:
-    """A venv with `pip install '<repo>[robot]'` only: no TensorFlow, pandas or MLflow server."""
-    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=120)
-    python = directory / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", f"{root}[robot]"],
-        check=True,
-        timeout=600,
-        capture_output=True,
-    )
-    return python
-
-
 _ROBOT_SCRIPT = """
 import importlib.util, json, sys
 import numpy as np
@@ -446,29 +434,71 @@ print(json.dumps({
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
 def test_the_solver_runs_in_a_venv_without_tensorflow(trained, tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    python = _robot_venv(root, tmp_path / "robot-venv")
+    import sysconfig
+
     _, poses = _targets(200)
+    solver = IKSolver.load(trained.model_uri)  # here, with TensorFlow installed: the answers to match
+    expected, raw_expected = solver.solve(poses).q, solver.predict(poses)
+    solver.solve_path(poses[:20], expected[0], max_joint_step=1.0)  # every kernel the robot script runs, compiled
+    root = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "robot-venv"
+    python, site, linked = robot_venv(root, venv)
+    # the base install resolves to none of them, and none is in the venv's site-packages
+    absent = {"tensorflow", "keras", "pandas", "pyarrow"}
+    assert {"numpy", "scipy", "numba", "mlflow-skinny"} <= linked and not linked & absent, sorted(linked)
+    entries = {p.name.split("-")[0].lower() for p in site.iterdir()}
+    assert not entries & absent, sorted(entries & absent)
+    assert not (site / "iklab").is_symlink() and (site / "iklab" / "robot" / "solver.py").is_file()
     np.save(tmp_path / "poses.npy", poses)
-    (tmp_path / "robot.py").write_text(_ROBOT_SCRIPT)
+    # after the robot script: where every module came from, as this process saw it
+    provenance = """
+import iklab
+print(json.dumps({
+    "importable": sorted(m for m in ("tensorflow", "keras", "pandas", "pyarrow") if importlib.util.find_spec(m)),
+    "sys_path": sys.path,
+    "files": sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)}),
+    "iklab": iklab.__file__,
+}))
+"""
+    (tmp_path / "robot.py").write_text(_ROBOT_SCRIPT + provenance)
     out = subprocess.run(
-        [str(python), str(tmp_path / "robot.py"), trained.model_uri, str(tmp_path / "poses.npy"), str(tmp_path / "q")],
+        [
+            str(python),
+            "-I",  # no PYTHONPATH, user site-packages or script folder on sys.path
+            str(tmp_path / "robot.py"),
+            trained.model_uri,
+            str(tmp_path / "poses.npy"),
+            str(tmp_path / "q"),
+        ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
         cwd=tmp_path,  # not the repository: the installed package, not src/
         env={**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()},
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    *_, line, origin = out.stdout.strip().splitlines()
+    report, origin = json.loads(line), json.loads(origin)
     assert report == {"tensorflow_installed": False, "loaded": [], "success": report["success"], "path_steps": 20}
     assert report["success"] >= 0.99
-    solver = IKSolver.load(trained.model_uri)  # here, with TensorFlow installed
+    assert origin["importable"] == []
+    # every path and module is the robot venv's or the interpreter's standard library: not this
+    # venv's site-packages, not the repository's src/
+    stdlib = Path(sysconfig.get_path("stdlib")).parent  # lib/: python3.11/ and python311.zip
+
+    def outside(path: str) -> bool:
+        path = Path(path)
+        if path.is_relative_to(venv) or path.is_relative_to(venv.resolve()):
+            return False
+        return not path.is_relative_to(stdlib) or "site-packages" in path.relative_to(stdlib).parts
+
+    assert not [p for p in origin["sys_path"] if outside(p)], origin["sys_path"]
+    assert not [f for f in origin["files"] if outside(f) and f != str(tmp_path / "robot.py")]
+    assert Path(origin["iklab"]) == site / "iklab" / "__init__.py"
     q_robot, raw_robot = np.load(tmp_path / "q.npy")
-    np.testing.assert_allclose(raw_robot, solver.predict(poses), atol=1e-6)
-    np.testing.assert_allclose(q_robot, solver.solve(poses).q, atol=1e-9)
+    np.testing.assert_allclose(raw_robot, raw_expected, atol=1e-6)
+    np.testing.assert_allclose(q_robot, expected, atol=1e-9)
 
 
 def _circle(solver, q_center, radius=0.06, steps=600):
