@@ -1093,6 +1093,12 @@ def _gelu_finish_parallel(x, t, e, out):  # noqa: ANN001, ANN202
         out[i] = x[i] * (tail if x[i] >= _F(0.0) else _F(2.0) - tail)
 
 
+def warm_kernels() -> None:
+    """Compile (or read from numba's cache) both variants of the compiled activation now."""
+    for size in (1, _PARALLEL_VALUES):
+        xerfc(np.zeros(size, dtype=np.float32))
+
+
 def xerfc(x: np.ndarray) -> np.ndarray:
     """``x erfc(x)`` elementwise, float32 (exact gelu's core, between two folded scales)."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)

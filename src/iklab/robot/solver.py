@@ -41,9 +41,10 @@ from iklab.core.refine import (
     validate_poses,
     verify_checked,
 )
+from iklab.core.refine_kernel import PARALLEL_ROWS
 from iklab.core.solution_sets import DISTINCT_RAD, distinct_mask
 from iklab.robot.model_metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
-from iklab.robot.network import NumpyNetwork
+from iklab.robot.network import NumpyNetwork, warm_kernels
 
 # solve_all's refinement steps: a component in a solution's basin converges in ~10; one that is
 # not rarely does later (Puma560 mixture, 300 poses: coverage 91.4% at 50 steps, 91.3% at 20)
@@ -111,11 +112,20 @@ class IKSolver:
         return solver
 
     def warm_up(self) -> None:
-        """Compile the refinement kernels now (seconds once per machine, cached), not on the first
-        pose a control loop sends."""
+        """Take every path a call can take once, now: each numba kernel compiled (seconds once
+        per machine, then read from numba's cache), serial and parallel, and the network run on
+        one row and on many, so the first pose a control loop sends costs what the hundredth does."""
+        warm_kernels()  # the network's parallel activation, which only very large batches reach
+        self.network(np.zeros((4096, self.network.n_inputs), dtype=np.float32))  # BLAS's threads start
         pose = np.eye(4)[None]
+        batch = np.repeat(pose, PARALLEL_ROWS, axis=0)  # the parallel refinement and FK check
+        for _ in range(3):  # one-pose calls: the robot's usual call, its buffers and caches warm
+            self.solve(pose)
         self.solve(pose, q_seed=np.zeros(6))
-        self.solve(np.repeat(pose, 64, axis=0))
+        self.solve(batch)
+        self.solve_all(pose)
+        self.solve_all(batch)
+        self.solve_path(np.repeat(pose, 2, axis=0), np.zeros(6))
 
     def solve(
         self,
