@@ -606,3 +606,24 @@ def test_a_model_logged_before_the_layer_folders_still_loads():
     assert np.linalg.norm(reached[:, :3, 3] - poses[result.success, :3, 3], axis=1).max() <= 1e-5
     raw = solver.solve(poses, refine=False)
     assert np.median(np.linalg.norm(fk(load_robot("jaco"), raw.q)[:, :3, 3] - poses[:, :3, 3], axis=1)) < 0.03
+
+
+@pytest.mark.slow
+def test_edge_inputs_of_solve_all_and_solve_path(trained):
+    """Issue 27: an empty batch gives no solution sets; distinct_rad must be a positive finite
+    angle; after a failed path step the next one's jump is measured from the last success."""
+    solver = IKSolver.load(trained.model_uri)
+    assert solver.solve_all(np.zeros((0, 4, 4))) == []
+    _, poses = _targets(20, seed=4)
+    for bad in (0, -0.1, math.nan, math.inf, "1"):
+        with pytest.raises(ValueError, match="distinct_rad must be a finite number > 0"):
+            solver.solve_all(poses, distinct_rad=bad)
+    empty = solver.solve_path(np.zeros((0, 4, 4)), CENTER)
+    assert empty.q.shape == (0, 6) and empty.joint_step.shape == (0,) and empty.worst_joint_step == 0.0
+    line = _circle(solver, CENTER.copy(), steps=40)[:20]
+    line[10, 0, 3] += 5.0  # 5 m away: unreachable
+    path = solver.solve_path(line, CENTER, max_joint_step=math.radians(5))
+    assert not path.success[10] and path.success[np.arange(20) != 10].all()
+    np.testing.assert_allclose(path.joint_step[11], joint_distance(path.q[11:12], path.q[9:10])[0], atol=0)
+    assert path.joint_step[11] < math.radians(5)  # the real step from row 9, not from the failed answer
+    assert path.worst_joint_step == path.joint_step[10] > math.radians(5)  # the failed row's own jump

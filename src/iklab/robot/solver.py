@@ -65,7 +65,9 @@ class IKResult:
 class PathResult(IKResult):
     """:meth:`IKSolver.solve_path`'s answer: one row per pose of the path, plus each step's jump."""
 
-    joint_step: np.ndarray  # (N,) largest joint change from the previous answer (the start for row 0), radians
+    joint_step: (
+        np.ndarray
+    )  # (N,) largest joint change from the step's seed: the last successful answer (or the start), radians
 
     @property
     def worst_joint_step(self) -> float:
@@ -251,6 +253,10 @@ class IKSolver:
         answer converged."""
         poses = validate_poses(as_pose_batch(poses))
         check_options(max_iterations, tolerance_m, tolerance_rad)
+        if not (isinstance(distinct_rad, (int, float, np.floating, np.integer)) and 0 < distinct_rad < math.inf):
+            raise ValueError(f"distinct_rad must be a finite number > 0 (radians), got {distinct_rad!r}")
+        if not len(poses):
+            return []
         answers = np.stack(self._answers(poses), axis=1)  # (N, K, 6)
         n, k = answers.shape[:2]
         target_r = np.ascontiguousarray(np.repeat(poses[:, :3, :3], k, axis=0))
@@ -295,21 +301,20 @@ class IKSolver:
         """Follow a sequence of poses ``(N, 4, 4)`` (a Cartesian line, a circle) from the joints
         ``q_start`` ``(6,)``: each pose is solved seeded by the previous answer (the nearest
         exact solution, :meth:`solve`), so the path stays on one branch. ``joint_step`` is each
-        step's largest joint change; with ``max_joint_step`` a larger jump makes that step not
-        a success (reported, never hidden). After a failed step the next is seeded from the
-        last successful answer. ``options``: :meth:`solve`'s refinement options."""
+        step's largest joint change from its seed; with ``max_joint_step`` a larger jump makes
+        that step not a success (reported, never hidden). After a failed step the next is seeded,
+        and its jump measured, from the last successful answer. ``options``: :meth:`solve`'s refinement options."""
         poses = validate_poses(as_pose_batch(poses))
         previous = _seed_batch(q_start, 1)[0]
-        rows = []
+        rows, seeds = [self.solve(poses[:0], **options)], []  # the empty answer: a path of no poses
         for pose in poses:
+            seeds.append(previous)  # each step is seeded, and its jump measured, from here
             step = self.solve(pose[None], q_seed=previous, max_joint_step=max_joint_step, **options)
             rows.append(step)
             if step.success[0]:
                 previous = step.q[0]
         fields = {f: np.concatenate([getattr(r, f) for r in rows]) for f in IKResult.__dataclass_fields__}
-        q = fields["q"]
-        before = np.vstack([_seed_batch(q_start, 1), q[:-1]])
-        return PathResult(**fields, joint_step=joint_distance(q, before))
+        return PathResult(**fields, joint_step=joint_distance(fields["q"], np.reshape(seeds, (-1, 6))))
 
 
 def _model_files(uri: str) -> tuple[Path, dict]:
