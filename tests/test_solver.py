@@ -362,6 +362,18 @@ def test_served_champion_answers_over_http(champion, tmp_path):
             target = batch.to_numpy()[answer["success"], :3]
             assert np.linalg.norm(fk(load_robot("jaco"), q)[:, :3, 3] - target, axis=1).max() <= 1e-5
         assert server.poll() is None
+        # an empty request answers with no rows; a null param is refused in one line, no traceback
+        status, body = _post(f"{base}/invocations", {"dataframe_split": {"columns": POSE_COLUMNS, "data": []}})
+        assert status == 200 and body["predictions"] == [], body
+        status, body = _post(
+            f"{base}/invocations",
+            {
+                "dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()},
+                "params": {"refine": None},
+            },
+        )
+        assert status == 400 and "refine must be true or false" in body["message"], body
+        assert "Traceback" not in json.dumps(body), body
         rows.loc[4, "qw"] = 3.0
         status, body = _post(
             f"{base}/invocations", {"dataframe_split": {"columns": POSE_COLUMNS, "data": rows.to_numpy().tolist()}}
@@ -627,3 +639,26 @@ def test_edge_inputs_of_solve_all_and_solve_path(trained):
     np.testing.assert_allclose(path.joint_step[11], joint_distance(path.q[11:12], path.q[9:10])[0], atol=0)
     assert path.joint_step[11] < math.radians(5)  # the real step from row 9, not from the failed answer
     assert path.worst_joint_step == path.joint_step[10] > math.radians(5)  # the failed row's own jump
+
+
+@pytest.mark.slow
+def test_pyfunc_params_and_empty_requests(trained):
+    """Issue 27: a null or wrong param is refused in one line naming it (never silently off), a
+    huge value is not echoed back whole, max_joint_step without seeds is refused, an empty request
+    answers with no rows."""
+    model = mlflow.pyfunc.load_model(trained.model_uri)
+    _, poses = _targets(3)
+    rows = _pose_rows(poses)
+    empty = model.predict(rows.iloc[:0])
+    assert len(empty) == 0 and list(empty.columns)[:6] == [f"q{i}" for i in range(6)]
+    for params, words in (
+        ({"max_joint_step": None}, "max_joint_step must be a number >= 0 radians (0: none), got None"),
+        ({"max_iterations": None}, "max_iterations must be an integer >= 0, got None"),
+        ({"refine": None}, "refine must be true or false, got None"),
+        ({"max_joint_step": 0.1}, "max_joint_step needs the seed columns seed_q0..seed_q5"),
+    ):
+        with pytest.raises(MlflowException, match=re.escape(words)):
+            model.predict(rows, params=params)
+    from iklab.robot.serving import shown
+
+    assert len(shown("x" * 50_000_000)) <= 80 and "50,000,002 characters" in shown("x" * 50_000_000)

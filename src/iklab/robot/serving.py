@@ -50,7 +50,7 @@ def poses_from_rows(rows: object) -> np.ndarray:
             raise ValueError(f"pose rows need columns {POSE_COLUMNS}; missing {missing}")
         rows = rows[POSE_COLUMNS]
     try:
-        values = np.asarray(rows, dtype=np.float64)
+        values = np.array(rows, dtype=np.float64)  # a copy: pandas 3's views are read-only
     except (TypeError, ValueError):
         raise ValueError("pose rows must be numbers (x, y, z, qw, qx, qy, qz)") from None
     if values.ndim != 2 or values.shape[1] != 7:
@@ -139,19 +139,45 @@ class IKPyfuncModel(PythonModel):
     # schema from this hint (the logged signature stays the one iklab.learning.model_logging writes) and wraps
     # no validation around it, so bad rows still reach poses_from_rows and its message.
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        params = {**DEFAULT_PARAMS, **(params or {})}
         try:
-            step = float(params["max_joint_step"])
-            if not step >= 0:
-                raise ValueError(f"max_joint_step must be >= 0 radians (0: none), got {params['max_joint_step']!r}")
+            refine, max_iterations, step = checked_params(params)
+            seeds = seeds_from_rows(model_input) if isinstance(model_input, pd.DataFrame) else None
+            if step and seeds is None:
+                raise ValueError(
+                    "max_joint_step needs the seed columns seed_q0..seed_q5: without a seed there is no step to bound"
+                )
             result = solve_rows(
                 self.solver,
                 poses_from_rows(model_input),
-                seeds_from_rows(model_input) if isinstance(model_input, pd.DataFrame) else None,
-                refine=bool(params["refine"]),
-                max_iterations=int(params["max_iterations"]),
+                seeds,
+                refine=refine,
+                max_iterations=max_iterations,
                 max_joint_step=step or None,
             )
         except ValueError as exc:  # the caller's mistake: HTTP 400 with the message, not a 500
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         return result_frame(result)
+
+
+def checked_params(params: dict | None) -> tuple[bool, int, float]:
+    """``(refine, max_iterations, max_joint_step)`` from a request's params, defaults filled in;
+    ValueError naming the first bad one (null included: it never means "off")."""
+    params = {**DEFAULT_PARAMS, **(params or {})}
+    refine, iterations, step = params["refine"], params["max_iterations"], params["max_joint_step"]
+    if not isinstance(refine, bool | np.bool_):
+        raise ValueError(f"refine must be true or false, got {shown(refine)}")
+    if isinstance(iterations, bool | np.bool_) or not isinstance(iterations, int | np.integer) or iterations < 0:
+        raise ValueError(f"max_iterations must be an integer >= 0, got {shown(iterations)}")
+    number = isinstance(step, int | float | np.integer | np.floating) and not isinstance(step, bool | np.bool_)
+    if not (number and 0 <= step < np.inf):
+        raise ValueError(f"max_joint_step must be a number >= 0 radians (0: none), got {shown(step)}")
+    return bool(refine), int(iterations), float(step)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error never echoes a huge value back whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text):,} characters)"
+    return text[: limit - len(tail)] + tail
