@@ -199,3 +199,36 @@ def test_a_schedulers_signal_ends_a_search_its_trial_and_their_runs(tmp_path):
     assert {(r.info.status, r.data.tags["failure_reason"]) for r in runs} == {("KILLED", "terminated by SIGTERM")}
     (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db").trials
     assert trial.state == optuna.trial.TrialState.FAIL
+
+
+# The base install (`pip install iklab`, the robot set) lacks the training packages: each
+# command says so in one line. Simulated by blocking the modules (None in sys.modules).
+_WITHOUT_TRAIN = """
+import runpy, sys
+for name in ("tensorflow", "keras", "pandas", "pyarrow", "optuna", "sklearn", "matplotlib", "tqdm", "roboticstoolbox"):
+    sys.modules[name] = None
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        (["data_gen", "inspect", "data/x"], "data_gen"),
+        (["iklab.train", "--experiment", EXPERIMENT], "iklab.train"),
+        (["iklab.search", "--experiment", SEARCH], "iklab.search"),
+        (["iklab.cases"], "iklab.cases"),
+        (["iklab.ablations"], "iklab.ablations"),
+    ],
+)
+def test_a_command_without_the_train_extra_says_so_in_one_line(command, prog, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TRAIN, *command], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 2, out.stderr
+    absent = "tensorflow, keras, pandas, pyarrow, roboticstoolbox, sklearn, matplotlib, tqdm"
+    absent += ", optuna" if prog == "iklab.search" else ""
+    assert out.stderr == f"{prog}: error: needs the training packages, and {absent} are not installed: " + (
+        "pip install 'iklab[train]'\n"
+    )

@@ -35,6 +35,7 @@ LAYER_OF = {
             "refine",
             "refine_kernel",
             "solution_sets",
+            "install",
         )
     },
     **{f"iklab.robot.{m}": "robot" for m in ("__init__", "solver", "network", "serving", "model_metadata")},
@@ -56,6 +57,7 @@ LAYER_OF = {
             "plots",
             "run_logging",
             "model_logging",
+            "onnx_export",
             "training",
             "epoch_slots",
             "metric_names",

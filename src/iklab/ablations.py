@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iklab.core.install import TRAIN_MODULES, needs_train_extra
 from iklab.learning.config import USER_ERRORS, ConfigError
 from iklab.studies.ablations import load_ablations, results_markdown, run_ablations, select
 
@@ -21,6 +22,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (message := needs_train_extra("iklab.ablations", TRAIN_MODULES)) is not None:
+        print(message, file=sys.stderr)
+        return 2
     from iklab.learning.console import run_heavy
 
     args = _parse_args(argv)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from iklab.core.install import TRAIN_MODULES, needs_train_extra
 from iklab.learning.config import USER_ERRORS, ConfigError
 from iklab.learning.console import OneLineParser, run_heavy
 
@@ -48,6 +49,9 @@ def _select(spec: str, directory: str | Path = CASES_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (message := needs_train_extra("iklab.cases", TRAIN_MODULES)) is not None:
+        print(message, file=sys.stderr)
+        return 2
     args = _parse_args(argv)
     quick = str(args.quick).lower() in ("1", "true", "yes")
     try:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from iklab.learning.config import USER_ERRORS, ConfigError, apply_overrides
 from iklab.learning.console import OneLineParser, number_at_least, quiet_optuna, run_heavy
-from iklab.studies.search_file import SearchConfig, base_experiment, load_search, make_study
+
+if TYPE_CHECKING:
+    from iklab.studies.search_file import SearchConfig
+from iklab.core.install import SEARCH_MODULES, needs_train_extra
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +44,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    from iklab.studies.search_file import base_experiment, load_search  # Optuna: after the install check
+
     study = {
         key: value
         for key, value in (
@@ -75,8 +81,13 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (message := needs_train_extra("iklab.search", SEARCH_MODULES)) is not None:
+        print(message, file=sys.stderr)
+        return 2
     args = _parse_args(argv)
     quiet_optuna()
+    from iklab.studies.search_file import make_study
+
     try:
         config = config_from_args(args)
         study = make_study(config)  # a bad storage URL or an unreachable database: now, in one line

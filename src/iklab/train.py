@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iklab.core.install import TRAIN_MODULES, needs_train_extra
 from iklab.learning import metric_names as M
 from iklab.learning.config import USER_ERRORS, ConfigError, load_experiment
 from iklab.learning.console import OneLineParser, run_heavy
@@ -24,6 +25,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (message := needs_train_extra("iklab.train", TRAIN_MODULES)) is not None:
+        print(message, file=sys.stderr)
+        return 2
     args = _parse_args(argv)
     try:
         config = load_experiment(args.experiment, args.overrides)

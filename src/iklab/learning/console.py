@@ -148,5 +148,5 @@ def run_heavy(
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2, None
     except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
-        print(f"{prog}: stopped ({exc or 'interrupted'}); {runs} marked KILLED", file=sys.stderr)
+        print(f"{prog}: stopped ({str(exc) or 'interrupted'}); {runs} marked KILLED", file=sys.stderr)
         return (143 if isinstance(exc, Terminated) else 130), None
