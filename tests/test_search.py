@@ -1,6 +1,7 @@
 """Small studies (tiny data, 1-2 epochs) against temporary MLflow and Optuna mlflow_store."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -292,7 +293,7 @@ def test_bad_search_files(tmp_path):
         load_search(write_search(tmp_path, {"model.width": {"values": [1]}}))
     with pytest.raises(ConfigError, match="role must be scientific or nuisance"):
         load_search(write_search(tmp_path, {"model.width": {"choices": [1], "role": "fixed"}}))
-    bad = write_search(tmp_path, {})
+    bad = write_search(tmp_path, {"model.width": {"choices": [16, 32]}})
     raw = yaml.safe_load(bad.read_text())
     raw["trial_overrides"] = {"model.widht": 3}
     bad.write_text(yaml.safe_dump(raw))
@@ -315,6 +316,69 @@ def test_bad_search_files(tmp_path):
         trial_run_name(7, experiment_from_dict({**BASE, "model": {"depth": 4, "width": 256, "batch_norm": "before"}}))
         == "t007 mlp 4x256 relu bn-before"
     )
+
+
+@pytest.mark.parametrize(
+    ("space", "words"),
+    [
+        ({}, "space is empty: nothing to search"),
+        ({"optimizer.learning_rate": {"low": 0, "high": 1e-2, "log": True}}, "a log scale needs low > 0, got 0"),
+        ({"optimizer.learning_rate": {"low": -1e-3, "high": 1e-2, "log": True}}, "a log scale needs low > 0"),
+        ({"model.width": {"low": 5, "high": 2}}, "low must be below high, got low 5, high 2"),
+        ({"model.activation": {"choices": []}}, "choices must be a non-empty list, got []"),
+        ({"model.activation": {"choices": ["relu", "nope"]}}, "model.activation must be one of relu"),
+        ({"model.widht": {"choices": [16, 32]}}, "unknown key model.widht"),
+        ({"model.width": {"low": "a", "high": "b"}}, "space.model.width: low must be a number, got 'a'"),
+        ({"model.depth": {"low": 1, "high": 3, "step": 0}}, "step must be > 0"),
+    ],
+)
+def test_a_bad_search_space_is_one_line_before_the_study(tmp_path, space, words):
+    """Checked when the file loads (no study, no TensorFlow): every choice and both ends of a
+    range build a valid experiment."""
+    from iklab.learning.config import ConfigError
+
+    path = write_search(tmp_path, space)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_search(path)
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_the_study_storage_is_never_mlflows_database(mlflow_store, tmp_path):
+    from iklab.learning.config import ConfigError
+
+    mlflow_store.create_experiment("x")  # MLflow's tables now exist in tmp_path/mlflow.db
+    tables = _tables(tmp_path / "mlflow.db")
+    path = write_search(tmp_path, {"model.width": {"choices": [8]}}, {"storage": f"sqlite:///{tmp_path}/mlflow.db"})
+    with pytest.raises(ConfigError, match="is MLflow's tracking database: give Optuna its own"):
+        make_study(load_search(path))
+    assert _tables(tmp_path / "mlflow.db") == tables  # nothing of Optuna's written into it
+
+
+def _tables(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_worker_losing_sqlites_schema_race_retries(tmp_path, monkeypatch):
+    """Two workers opening a fresh SQLite study at once: the loser's schema insert fails on
+    alembic_version's unique key; it retries and opens the study the winner made."""
+    from sqlalchemy.exc import IntegrityError
+
+    from iklab.studies import search_file
+
+    real, calls = search_file.ResilientRDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: alembic_version.version_num"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_file, "ResilientRDBStorage", racing)
+    study = make_study(load_search(write_search(tmp_path, {"model.width": {"choices": [8]}})))
+    assert len(calls) == 2 and study.study_name == "tiny-study"
 
 
 def test_workers_opening_a_study_together_draw_different_configurations(tmp_path):

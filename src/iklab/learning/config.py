@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import yaml
 
+from iklab.core.encodings import INPUT_ENCODINGS, OUTPUT_ENCODINGS
+
 D = TypeVar("D")  # a config dataclass
 
 
@@ -45,6 +47,14 @@ def positive(*, default: object) -> object:
     return _rule("> 0", lambda v: v > 0, default=default)
 
 
+def one_of(*choices: str, default: str) -> object:
+    """A name from ``choices``: checked with the rest of the file, before TensorFlow or a dataset."""
+    return _rule(f"one of {', '.join(choices)}", lambda v: v in choices, default=default)
+
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+
+
 def fraction(*, default: object) -> object:
     """In [0, 1): a dropout rate, a momentum."""
     return _rule("in [0, 1)", lambda v: 0 <= v < 1, default=default)
@@ -59,8 +69,9 @@ class DataConfig:
     rows: int = at_least(100, default=200_000)  # dataset size (10% each for val and test); generated if missing
     seed: int = at_least(0, default=0)  # dataset seed (the run's seed is ExperimentConfig.seed)
     path: str | None = None  # default data/<robot>-<region>-<rows>-s<seed>
-    input_encoding: str = "xyz_quat"  # xyz_rpy (the original question's) | xyz_quat | xyz_rot6d
-    output_encoding: str = "sincos"  # angles | sincos (two outputs per joint, decoded by atan2) | mixture
+    input_encoding: str = one_of(*INPUT_ENCODINGS, default="xyz_quat")  # xyz_rpy: the original question's
+    # angles | sincos (two outputs per joint, decoded by atan2) | mixture
+    output_encoding: str = one_of(*OUTPUT_ENCODINGS, default="sincos")
     train_rows: int | None = at_least(1, default=None)  # use only this many training rows (searches on a subsample)
     val_rows: int | None = at_least(1, default=None)  # validate on at most this many rows (streamed: 200k unless set)
     # Beyond memory: stream the training rows from the Parquet parts (iklab.learning.streaming) when the
@@ -72,12 +83,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: str = "mlp"  # mlp | conv1d (treat the pose vector as a short sequence first)
+    family: str = one_of("mlp", "conv1d", default="mlp")  # conv1d: the pose vector as a short sequence first
     depth: int = at_least(1, default=3)  # hidden dense layers
     width: int = at_least(1, default=256)
     widths: tuple[int, ...] | None = None  # per-layer widths; overrides depth and width
-    activation: str = "relu"  # relu | leaky_relu | elu | gelu | tanh | sigmoid
-    batch_norm: str = "off"  # off | before | after (the activation)
+    activation: str = one_of(*ACTIVATIONS, default="relu")
+    batch_norm: str = one_of("off", "before", "after", default="off")  # before or after the activation
     dropout: float = fraction(default=0.0)
     residual: bool = False  # skip connections between hidden layers of equal width
     kernel_initializer: str = "he_normal"
@@ -91,11 +102,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "adam"  # adam | adamw | sgd | rmsprop
+    name: str = one_of("adam", "adamw", "sgd", "rmsprop", default="adam")
     learning_rate: float = positive(default=1e-3)
     momentum: float = fraction(default=0.0)  # sgd and rmsprop
     weight_decay: float = at_least(0, default=1e-4)  # adamw only
-    schedule: str = "constant"  # constant | cosine | warmup_cosine | one_cycle | exponential | inverse_time
+    schedule: str = one_of(
+        "constant", "cosine", "warmup_cosine", "one_cycle", "exponential", "inverse_time", default="constant"
+    )
     warmup_fraction: float = fraction(default=0.05)  # warmup_cosine: linear rise over this share of the steps
     decay: float = at_least(0, default=0.0)  # inverse_time: lr / (1 + decay * step), Keras 2's `decay` argument
     decay_rate: float = _rule("in (0, 1]", lambda v: 0 < v <= 1, default=0.9)  # exponential: lr * decay_rate ** epoch
@@ -113,7 +126,7 @@ class TrainingConfig:
     resume_dir: str | None = None
     batch_size: int = at_least(1, default=512)
     # auto: wrapped for angles, mse for sincos, the mixture's likelihood (mixture_nll) for mixture
-    loss: str = "auto"  # auto | mse | mae | wrapped | task | mixed | mixture_nll
+    loss: str = one_of("auto", "mse", "mae", "wrapped", "task", "mixed", "mixture_nll", default="auto")
     joint_weight: float = at_least(0, default=1.0)  # mixed: task-space loss + joint_weight * the auto joint loss
     task_length_m: float = positive(default=0.2)  # task and mixed: position error in units of this length
     # task and mixed: the joint loss alone for this share of the run first, which keeps the

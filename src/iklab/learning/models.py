@@ -20,9 +20,7 @@ import numpy as np
 from iklab.core.encodings import OUTPUT_ENCODINGS
 from iklab.core.kinematics import Robot
 from iklab.core.mixture import mixture_output_size
-from iklab.learning.config import ModelConfig, OptimizerConfig, TrainingConfig
-
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+from iklab.learning.config import ACTIVATIONS, ModelConfig, OptimizerConfig, TrainingConfig
 
 
 def build_model(

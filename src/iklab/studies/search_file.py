@@ -11,10 +11,13 @@ final_overrides: {...}    # for retraining the best configuration
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
 import random
 import re
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable
@@ -72,8 +75,14 @@ def load_search(path: str | os.PathLike, overrides: dict | None = None) -> Searc
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     study = {**raw.get("study", {}), **(overrides or {})}
     config = build_dataclass(SearchConfig, {**raw, "study": study, "source": str(path)}, str(path))
+    if not config.space:
+        raise ConfigError(
+            f"{path}: space is empty: nothing to search (give at least one key; one training is python -m iklab.train)"
+        )
     for key, spec in config.space.items():
         _check_space_entry(key, spec, str(path))
+        for value in _space_values(spec):  # every choice and both ends build a valid experiment
+            base_experiment(config, {key: value})
     for index, params in enumerate(config.enqueue):
         _check_enqueued(params, config.space, f"{path}: enqueue[{index}]")
         base_experiment(config, params)
@@ -103,6 +112,43 @@ def _check_space_entry(key: str, spec: object, source: str) -> None:
         raise ConfigError(
             f"{source}: space.{key}: role must be scientific or nuisance (fixed parameters go in trial_overrides)"
         )
+    where = f"{source}: space.{key}"
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ConfigError(f"{where}: choices must be a non-empty list, got {spec['choices']!r}")
+        return
+    numbers = {}
+    for name in ("low", "high", "step"):
+        value = spec.get(name, 1)
+        numbers[name] = _number(value)
+        if numbers[name] is None:
+            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+    low, high = numbers["low"], numbers["high"]
+    if not low < high:
+        raise ConfigError(f"{where}: low must be below high, got low {spec['low']!r}, high {spec['high']!r}")
+    if not isinstance(spec.get("log", False), bool):
+        raise ConfigError(f"{where}: log must be true or false, got {spec['log']!r}")
+    if spec.get("log") and low <= 0:
+        raise ConfigError(f"{where}: a log scale needs low > 0, got {spec['low']!r}")
+    if numbers["step"] <= 0 or (spec.get("log") and "step" in spec):
+        raise ConfigError(f"{where}: step must be > 0 and cannot go with log")
+
+
+def _number(value: object) -> float | None:
+    """A finite number (YAML reads 1e-3, without a dot, as the string "1e-3": taken too), or None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _space_values(spec: dict) -> list:
+    """What a trial can draw for an entry that a check can try: every choice, or both ends."""
+    return list(spec["choices"]) if "choices" in spec else [spec["low"], spec["high"]]
 
 
 def base_experiment(config: SearchConfig, params: dict | None = None, final: bool = False) -> ExperimentConfig:
@@ -189,6 +235,7 @@ def _open_storage(s: StudyConfig) -> RDBStorage:
     """The study's RDB storage with heartbeats. Several workers opening a fresh PostgreSQL
     database at once race to create Optuna's schema (a duplicate type or table): the losers
     retry after a short random pause, when the schema exists."""
+    _refuse_mlflow_database(s.storage)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5, and we rely on them
@@ -200,14 +247,36 @@ def _open_storage(s: StudyConfig) -> RDBStorage:
                     grace_period=2 * s.heartbeat_seconds,
                     heartbeat_stale_trial_callback=fail_lost_runs,
                 )
-        except (IntegrityError, ProgrammingError) as exc:
-            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            racing = any(
+                words in str(exc)
+                for words in ("already exists", "duplicate key", "UNIQUE constraint failed", "database is locked")
+            )
             if not racing or attempt == 5:
                 raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {_first_line(exc)}") from None
             time.sleep(random.uniform(0.2, 1.0))
         except (SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, an unreachable database
             raise ConfigError(f"study.storage {redact(s.storage)!r} cannot be opened: {_first_line(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def _refuse_mlflow_database(url: str) -> None:
+    """Optuna's tables never go into MLflow's database (a schema clash, and MLflow's own
+    migrations would then refuse it): refused when the SQLite file holds MLflow's tables."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = url.removeprefix("sqlite:///").split("?")[0]
+    if not os.path.isfile(path):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return  # not a database Optuna can use either: its own error says so
+    if {"experiments", "runs", "registered_models"} <= tables:
+        raise ConfigError(
+            f"study.storage {url!r} is MLflow's tracking database: give Optuna its own (sqlite:///optuna.db)"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
