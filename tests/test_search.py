@@ -361,6 +361,20 @@ def _tables(path):
         return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def test_a_study_whose_every_trial_failed_ends_its_parent_run_failed(mlflow_store, tmp_path, monkeypatch):
+    from iklab.studies import search_study
+
+    def broken(config, **kwargs):
+        raise RuntimeError("the trial's training broke")
+
+    monkeypatch.setattr(search_study, "train", broken)
+    path = write_search(tmp_path, {"model.width": {"choices": [8, 16]}}, {"name": "doomed", "finalize": False})
+    result = run_search(load_search(path))
+    assert result.counts["failed"] == 2 and result.best_trial is None
+    parent = mlflow_store.get_run(result.parent_run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"].startswith("every trial failed (2)")
+
+
 def test_a_worker_losing_sqlites_schema_race_retries(tmp_path, monkeypatch):
     """Two workers opening a fresh SQLite study at once: the loser's schema insert fails on
     alembic_version's unique key; it retries and opens the study the winner made."""

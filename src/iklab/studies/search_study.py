@@ -446,4 +446,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                 result.champion = {"promoted": False, "summary_line": f"not finalized here: {holder}"}
         result.wall_seconds = time.perf_counter() - started
         log_study_artifacts(config, study, result)
+        if result.counts["failed"] and not result.counts["complete"] + result.counts["pruned"]:
+            mlflow.set_tag("failure_reason", f"every trial failed ({result.counts['failed']}): see the trials' runs")
+            mlflow.end_run("FAILED")  # not FINISHED: nothing of the study succeeded
     return result
