@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 # Top-level modules of the `train` extra that the commands import (pyproject.toml)
-TRAIN_MODULES = ("tensorflow", "keras", "pandas", "pyarrow", "roboticstoolbox", "sklearn", "matplotlib", "tqdm")
+TRAIN_MODULES = ("tensorflow", "keras", "pandas", "pyarrow", "roboticstoolbox", "sklearn", "matplotlib", "tqdm", "onnx")
 SEARCH_MODULES = (*TRAIN_MODULES, "optuna")
 
 

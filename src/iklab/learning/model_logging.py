@@ -1,6 +1,6 @@
-"""Logging a servable IK model: the pyfunc wrapper (`iklab.robot.serving`), the Keras network and its
-numpy export (`iklab.robot.network`) as its artifacts, the metadata robot code needs
-(`iklab.robot.model_metadata`), pinned requirements and code.
+"""Logging a servable IK model: the pyfunc wrapper (`iklab.robot.serving`), the Keras network, its
+numpy export (`iklab.robot.network`) and its ONNX export (`iklab.learning.onnx_export`) as its
+artifacts, the metadata robot code needs (`iklab.robot.model_metadata`), pinned requirements and code.
 
 Beside the code that loads what it writes (`iklab.robot.solver`, `iklab.robot.serving`); training calls
 `log_ik_model` inside its MLflow run.
@@ -24,11 +24,14 @@ from mlflow.types import ColSpec, Schema
 
 import iklab
 from iklab.core.encodings import POSE_COLUMNS, encode_inputs
+from iklab.learning.onnx_export import save_onnx
 from iklab.robot.model_metadata import (
     MODEL_METADATA_KEY,
     NETWORK_ARTIFACT,
     NUMPY_NETWORK_ARTIFACT,
     NUMPY_NETWORK_FILE,
+    ONNX_NETWORK_ARTIFACT,
+    ONNX_NETWORK_FILE,
     ModelMetadata,
 )
 from iklab.robot.network import NumpyNetwork
@@ -45,7 +48,8 @@ _WRAPPER_CODE = (
 
 
 def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, quat: np.ndarray) -> str:
-    """Log the servable pyfunc (pose rows in, joints out) with the Keras ``model`` as its artifact.
+    """Log the servable pyfunc (pose rows in, joints out) with the Keras ``model`` as its artifact
+    (and its numpy and ONNX exports beside it).
 
     ``position`` ``(N, 3)`` and ``quat`` ``(N, 4)``: a few poses for the input example and
     signatures. Both models carry the iklab metadata; requirements are explicit. Returns the URI.
@@ -70,6 +74,7 @@ def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, q
     with tempfile.TemporaryDirectory() as tmp:
         numpy_network = os.path.join(tmp, NUMPY_NETWORK_FILE)
         exported.save(numpy_network)
+        onnx_network = save_onnx(exported, os.path.join(tmp, ONNX_NETWORK_FILE), metadata.to_dict())
         network = os.path.join(tmp, NETWORK_ARTIFACT)
         mlflow.tensorflow.save_model(
             model,
@@ -86,7 +91,11 @@ def log_ik_model(model: object, metadata: ModelMetadata, position: np.ndarray, q
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=wrapper_code,
-                artifacts={NETWORK_ARTIFACT: network, NUMPY_NETWORK_ARTIFACT: numpy_network},
+                artifacts={
+                    NETWORK_ARTIFACT: network,
+                    NUMPY_NETWORK_ARTIFACT: numpy_network,
+                    ONNX_NETWORK_ARTIFACT: str(onnx_network),
+                },
                 signature=signature,
                 input_example=pose_rows,
                 pip_requirements=pip_requirements(),

@@ -15,10 +15,13 @@ from iklab.core.regions import Region
 # Key of the MLflow model metadata entry that holds ModelMetadata.to_dict().
 MODEL_METADATA_KEY = "iklab"
 # The logged pyfunc's artifacts: the Keras network (MLflow's tensorflow flavor, for inspection
-# and retraining) and its numpy export (iklab.robot.network), what the solver runs.
+# and retraining), its numpy export (iklab.robot.network), what the solver runs, and the same
+# network as ONNX (iklab.learning.onnx_export), for robot code outside Python (onnxruntime).
 NETWORK_ARTIFACT = "network"
 NUMPY_NETWORK_ARTIFACT = "numpy_network"
 NUMPY_NETWORK_FILE = "network.npz"  # the export's file name inside the model's artifacts/
+ONNX_NETWORK_ARTIFACT = "onnx_network"
+ONNX_NETWORK_FILE = "network.onnx"  # beside network.npz
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: Region holds numpy arrays
