@@ -1,0 +1,106 @@
+"""Search workers as separate processes (`python -m iklab.search`) on one SQLite study: sharing
+it, killed and resumed, both finalizing. Apart from tests/test_search.py so the two run in
+parallel (each file runs in one pytest-xdist process)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from test_search import write_search
+
+from iklab.studies.search_file import load_search, make_study
+from iklab.studies.search_study import run_search
+
+
+def _worker(search_path, *extra):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "iklab.search", "--experiment", str(search_path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
+    path = write_search(
+        tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}}, {"name": "shared", "n_trials": 8, "finalize": False}
+    )
+    make_study(load_search(path))  # the study exists before either worker starts
+    workers = [_worker(path), _worker(path)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    trials = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials)))  # nothing lost, nothing duplicated
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert 8 <= len(done) <= 9  # MaxTrialsCallback may let the other worker finish one more
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    run_ids = [t.user_attrs["mlflow_run_id"] for t in done]
+    assert len(set(run_ids)) == len(run_ids)
+    assert all("[trial" in out for out in outputs)  # both did work
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_and_marks_the_lost_trial_failed(mlflow_store, tmp_path):
+    path = write_search(
+        tmp_path, {"model.width": {"choices": [16, 32]}}, {"name": "resumable", "n_trials": 3, "finalize": False}
+    )
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    worker = _worker(path)
+    deadline = time.monotonic() + 300
+    while True:  # kill it in the middle of its second trial
+        assert time.monotonic() < deadline and worker.poll() is None
+        try:
+            trials = optuna.load_study(study_name="resumable", storage=storage).trials
+        except KeyError:
+            trials = []
+        running = trials and trials[-1].state == TrialState.RUNNING
+        if any(t.state == TrialState.COMPLETE for t in trials) and running and "mlflow_run_id" in trials[-1].user_attrs:
+            break  # its MLflow run exists: training has begun
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    # rerun at once, within the grace period (2 x heartbeat of 2 s): the lost trial is not stale
+    # yet; the rerun waits for it at its end instead of leaving it RUNNING
+    result = run_search(load_search(path))
+    trials = optuna.load_study(study_name="resumable", storage=storage).trials
+    states = [t.state for t in trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 3
+    assert TrialState.RUNNING not in states
+    assert result.counts == {"complete": 3, "pruned": 0, "failed": 1, "running": 0}
+    # and the MLflow runs of the killed worker (its trial's run, its parent run) are FAILED, with why
+    (lost,) = [t for t in trials if t.state == TrialState.FAIL]
+    for key in ("mlflow_run_id", "mlflow_parent_run_id"):
+        run = mlflow_store.get_run(lost.user_attrs[key])
+        assert run.info.status == "FAILED" and "stopped sending heartbeats" in run.data.tags["failure_reason"]
+    parents = {t.user_attrs["mlflow_parent_run_id"] for t in trials}
+    assert len(parents) == 2 and result.parent_run_id in parents
+
+
+@pytest.mark.slow
+def test_two_finalizing_workers_register_one_champion(mlflow_store, tmp_path):
+    """Both workers may finalize; the claim (a companion study created atomically) lets one."""
+    path = write_search(tmp_path, {"model.width": {"choices": [8, 16]}}, {"name": "both-finalize", "n_trials": 2})
+    make_study(load_search(path))
+    workers = [_worker(path), _worker(path)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    versions = mlflow_store.search_model_versions("name = 'ik-jaco'")
+    assert len(versions) == 1, outputs
+    # the other one lost the claim, or (started late) found the study finished and finalized
+    assert sum("not finalized here: another worker" in out or "nothing to run" in out for out in outputs) == 1
+    study = optuna.load_study(study_name="both-finalize", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert study.user_attrs["finalized"]["summary_line"].startswith("ik-jaco v1")
+    # a third worker, later, finds the study finished and finalized: nothing to run
+    late = _worker(path)
+    out = late.communicate(timeout=300)[0]
+    assert late.returncode == 0 and "nothing to run" in out, out
+    assert len(mlflow_store.search_model_versions("name = 'ik-jaco'")) == 1
