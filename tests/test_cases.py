@@ -74,7 +74,8 @@ def test_fixed_runs_reach_their_metric(results):
     assert fixed["test/position_error_mm_median"] < fixed["baseline/knn/position_error_mm_median"]
     assert fixed["test/position_error_mm_median"] < 0.25 * ik["broken"].metrics["test/position_error_mm_median"]
     # the second fix keeps the full range: a mixture whose solution sets cover most branches (its
-    # quick version, 25 s, is too short to learn the poses well: docs/cases.md has the full run)
+    # quick version, 500 steps of a 2 x 128 MLP, is too short to learn the poses well:
+    # docs/cases.md has the full run)
     mixture = ik["mixture"].metrics
     assert (
         mixture["test/best_component/position_error_mm_median"]
