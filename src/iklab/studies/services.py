@@ -1,20 +1,7 @@
-"""`python -m iklab.services up|workers N|down|status`: a local PostgreSQL and an MLflow tracking
-server for searches with many workers, started and stopped by the project (`make services`,
-`make workers N=3`, `make services-down`).
-
-- up: a PostgreSQL cluster under ``.services/pgdata`` (git-ignored) on 127.0.0.1, databases
-  ``optuna`` and ``mlflow``, and ``mlflow server`` backed by it (artifacts under
-  ``.services/artifacts``) on 127.0.0.1. Idempotent: what already runs is left running.
-- workers N: N search workers (``python -m iklab.search``) on the study in PostgreSQL, logging to
-  the tracking server; each one's output in ``.services/worker-<i>.log``; waits for them, and
-  Ctrl-C stops them all (by their process ids).
-- down: stops the MLflow server (by its recorded process group) and PostgreSQL (pg_ctl).
-- status: what runs, and the URIs to use.
-
-Process ids go to ``.services/*.pid``; nothing is found by name. PostgreSQL refuses to run as
-root: as root, its commands run as the ``postgres`` system user (Debian's package creates it),
-which then owns ``.services/pgdata``.
-"""
+"""A local PostgreSQL cluster and an MLflow tracking server for many search workers, started and
+stopped by their recorded process ids under ``.services/`` (nothing is found by name); the
+command that drives them is `python -m iklab.services` (`make services`, `make workers N=3`,
+`make services-down`)."""
 
 from __future__ import annotations
 
