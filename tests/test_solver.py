@@ -134,6 +134,27 @@ def test_bad_seeds_are_refused(trained):
         solver.solve(poses, q_seed=seed)
     with pytest.raises(ValueError, match="max_joint_step needs q_seed"):
         solver.solve(poses, max_joint_step=0.1)
+    # issue 27: our words, naming the argument, not numpy's
+    for bad in ([[0.0] * 6, [0.0] * 5], "zeros"):
+        with pytest.raises(ValueError, match=r"q_seed must be joint angles in radians, \(6,\) or \(N, 6\) numbers"):
+            solver.solve(poses, q_seed=bad)
+    for bad in ("0.1", np.array([0.1, 0.2]), True, -1.0, math.nan):
+        with pytest.raises(ValueError, match=r"max_joint_step must be a number > 0 \(radians\)"):
+            solver.solve(poses, q_seed=np.zeros(6), max_joint_step=bad)
+    # a start a full turn away is the same start (Jaco's limits are a full turn wide: any angle fits)
+    near, _ = _targets(3)
+    a, b = (
+        solver.solve_path(fk(solver.robot, near), CENTER),
+        solver.solve_path(fk(solver.robot, near), CENTER + 2 * np.pi),
+    )
+    np.testing.assert_array_equal(a.q, b.q)
+    # a start no turn brings inside narrower limits is refused in one line
+    import dataclasses
+
+    narrow = dataclasses.replace(solver.robot, qlim=np.array([CENTER - 1.0, CENTER + 1.0]))
+    boxed = IKSolver(solver.network, dataclasses.replace(solver.metadata, robot=narrow))
+    with pytest.raises(ValueError, match=r"q_start is outside the joint limits in joints \[2\]: no path starts there"):
+        boxed.solve_path(fk(solver.robot, near), np.where(np.arange(6) == 2, CENTER + 2.0, CENTER))
 
 
 @pytest.mark.slow
@@ -180,6 +201,15 @@ def test_load_errors(trained, tmp_path):
         IKSolver.load(str(tmp_path / "nothing-here"))
     with pytest.raises(ValueError, match="metadata is incomplete"):
         IKSolver(None, {"robot": {"name": "jaco"}})
+    # a damaged model directory says what is wrong with it (issue 27)
+    local = Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path / "copy")))
+    network = local / "artifacts" / NUMPY_NETWORK_FILE
+    network.write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError, match=r"network.npz: not a NumpyNetwork export \(not an .npz archive\)$"):
+        IKSolver.load(str(local))
+    network.unlink()  # the Keras copy is still there: no silent fallback to it
+    with pytest.raises(ValueError, match=r"artifacts/network.npz is missing from the model directory .*incomplete"):
+        IKSolver.load(str(local))
 
 
 # --- registry, README example, pyfunc and HTTP serving -----------------------------
@@ -542,7 +572,7 @@ def test_solve_path_tracks_a_circle_on_one_branch(trained):
     path = solver.solve_path(jumpy, q_start, max_joint_step=math.radians(2))
     assert path.success[:300].all() and not path.success[300]
     assert path.joint_step[300] > math.radians(2)
-    with pytest.raises(ValueError, match=r"q_seed must have shape \(6,\)"):
+    with pytest.raises(ValueError, match=r"q_start must have shape \(6,\)"):
         solver.solve_path(poses, np.zeros(5))
 
 

@@ -224,6 +224,15 @@ def into_limits(q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np
 # --- input checks -------------------------------------------------------------
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error never echoes a huge value back whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text):,} characters)"
+    return text[: limit - len(tail)] + tail
+
+
 def row_list(rows: np.ndarray) -> str:
     shown = ", ".join(str(r) for r in rows[:10])
     return f"[{shown}{', ...' if rows.size > 10 else ''}] ({rows.size} row{'s' * (rows.size != 1)})"

@@ -451,7 +451,8 @@ class NumpyNetwork:
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
-            raise ValueError(f"{path}: not a NumpyNetwork export ({exc})") from None
+            # not numpy's words (they suggest allow_pickle, which would run code from the file)
+            raise ValueError(f"{path}: not a NumpyNetwork export (not an .npz archive)") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError(f"{path}: not a NumpyNetwork export (a single array, not an .npz)")
         with data:

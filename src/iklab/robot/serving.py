@@ -31,7 +31,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 from iklab.core.encodings import POSE_COLUMNS, poses_from_position_quat
-from iklab.core.refine import row_list
+from iklab.core.refine import row_list, shown
 from iklab.robot.model_metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_ARTIFACT
 from iklab.robot.network import NumpyNetwork
 from iklab.robot.solver import IKResult, IKSolver
@@ -172,12 +172,3 @@ def checked_params(params: dict | None) -> tuple[bool, int, float]:
     if not (number and 0 <= step < np.inf):
         raise ValueError(f"max_joint_step must be a number >= 0 radians (0: none), got {shown(step)}")
     return bool(refine), int(iterations), float(step)
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: an error never echoes a huge value back whole."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    tail = f"... ({len(text):,} characters)"
-    return text[: limit - len(tail)] + tail

@@ -25,6 +25,7 @@ export existed needs TensorFlow to load.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,10 @@ from iklab.core.refine import (
     JointLimits,
     RefineResult,
     check_options,
+    into_limits,
     refine_checked,
     row_list,
+    shown,
     validate_poses,
     verify_checked,
 )
@@ -104,8 +107,14 @@ class IKSolver:
             return cls(_load_keras(str(local)), metadata)
         # the pyfunc wrapper: its numpy export, read directly (no pyfunc, pandas or TensorFlow)
         exported = local / "artifacts" / NUMPY_NETWORK_FILE
+        logged_with_export = NUMPY_NETWORK_FILE in str(spec.get("flavors", {}).get("python_function", {}))
         if exported.is_file():
             solver = cls(NumpyNetwork.load(exported), metadata)
+        elif logged_with_export:
+            raise ValueError(
+                f"{uri!r}: artifacts/{NUMPY_NETWORK_FILE} is missing from the model directory {local}: "
+                "it is incomplete (copy it whole, or load it from MLflow)"
+            )
         elif (local / "artifacts" / NETWORK_ARTIFACT).is_dir():  # logged before the export existed
             solver = cls(_load_keras(str(local / "artifacts" / NETWORK_ARTIFACT)), metadata)
         else:
@@ -152,8 +161,12 @@ class IKSolver:
         """
         poses = validate_poses(as_pose_batch(poses))
         seed = _seed_batch(q_seed, len(poses))
-        if max_joint_step is not None and (seed is None or not max_joint_step > 0):
-            raise ValueError("max_joint_step needs q_seed and a value > 0 (radians)")
+        if max_joint_step is not None:
+            number = isinstance(max_joint_step, int | float | np.integer | np.floating)
+            if not number or isinstance(max_joint_step, bool) or not 0 < max_joint_step < math.inf:
+                raise ValueError(f"max_joint_step must be a number > 0 (radians), got {shown(max_joint_step)}")
+            if seed is None:
+                raise ValueError("max_joint_step needs q_seed: without a seed there is no step to bound")
         check_options(max_iterations, tolerance_m, tolerance_rad)
         # checked above: from here on the compiled paths, without per-call checks (small batches)
         target_r, target_p = np.ascontiguousarray(poses[:, :3, :3]), np.ascontiguousarray(poses[:, :3, 3])
@@ -305,7 +318,12 @@ class IKSolver:
         that step not a success (reported, never hidden). After a failed step the next is seeded,
         and its jump measured, from the last successful answer. ``options``: :meth:`solve`'s refinement options."""
         poses = validate_poses(as_pose_batch(poses))
-        previous = _seed_batch(q_start, 1)[0]
+        previous = _seed_batch(q_start, 1, "q_start")[0]
+        start, inside = into_limits(previous[None], *self.robot.qlim)
+        if not inside[0]:
+            outside = np.flatnonzero((start[0] < self.robot.qlim[0]) | (start[0] > self.robot.qlim[1]))
+            raise ValueError(f"q_start is outside the joint limits in joints {outside.tolist()}: no path starts there")
+        previous = start[0]
         rows, seeds = [self.solve(poses[:0], **options)], []  # the empty answer: a path of no poses
         for pose in poses:
             seeds.append(previous)  # each step is seeded, and its jump measured, from here
@@ -323,6 +341,8 @@ def _model_files(uri: str) -> tuple[Path, dict]:
     import mlflow
     import yaml
 
+    # robot code wants silence: no "Downloading artifacts" bars (set the variable to "true" for them)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         local = Path(uri) if Path(uri).exists() else Path(mlflow.artifacts.download_artifacts(uri))
         spec = yaml.safe_load((local / "MLmodel").read_text())
@@ -382,18 +402,24 @@ def joint_distance(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.max(np.abs(wrap_angle(q - reference)), axis=1)
 
 
-def _seed_batch(q_seed: object, n: int) -> np.ndarray | None:
-    """``(6,)`` or ``(N, 6)`` finite radians -> ``(N, 6)``; None stays None."""
+def _seed_batch(q_seed: object, n: int, name: str = "q_seed") -> np.ndarray | None:
+    """``(6,)`` or ``(N, 6)`` finite radians -> ``(N, 6)``; None stays None. ``name``: the
+    argument, as the error names it."""
     if q_seed is None:
         return None
-    seed = np.asarray(q_seed, dtype=np.float64)
+    try:
+        seed = np.asarray(q_seed, dtype=np.float64)
+    except (TypeError, ValueError):  # a string, a ragged list
+        raise ValueError(
+            f"{name} must be joint angles in radians, (6,) or (N, 6) numbers; got {shown(q_seed)}"
+        ) from None
     if seed.shape == (6,):
         seed = np.tile(seed, (n, 1))
     if seed.shape != (n, 6):
-        raise ValueError(f"q_seed must have shape (6,) or ({n}, 6) for {n} poses, got {seed.shape}")
+        raise ValueError(f"{name} must have shape (6,) or ({n}, 6) for {n} poses, got {seed.shape}")
     bad = np.flatnonzero(~np.all(np.isfinite(seed), axis=1))
     if bad.size:
-        raise ValueError(f"q_seed has NaN or infinite values in rows {row_list(bad)}")
+        raise ValueError(f"{name} has NaN or infinite values in rows {row_list(bad)}")
     return seed
 
 
