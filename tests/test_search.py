@@ -273,6 +273,17 @@ def test_a_bad_search_space_is_one_line_before_the_study(tmp_path, space, words)
     assert not (tmp_path / "optuna.db").exists()
 
 
+def test_the_files_own_final_overrides_are_checked_when_it_loads(tmp_path):
+    from iklab.learning.config import ConfigError
+
+    path = write_search(tmp_path, {"model.width": {"choices": [8]}})
+    raw = yaml.safe_load(path.read_text())
+    raw["final_overrides"] = {"training.time_budget_minutes": -1}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="training.time_budget_minutes must be > 0, got -1"):
+        load_search(path)
+
+
 def test_the_study_storage_is_never_mlflows_database(mlflow_store, tmp_path):
     from iklab.learning.config import ConfigError
 

@@ -87,6 +87,8 @@ def load_search(path: str | os.PathLike, overrides: dict | None = None) -> Searc
         _check_enqueued(params, config.space, f"{path}: enqueue[{index}]")
         base_experiment(config, params)
     base_experiment(config)  # fail now, not in trial 0, on a bad base or override
+    if config.study.retrain and config.final_overrides:
+        base_experiment(config, final=True)  # and not at the end, after every trial, on a bad final override
     return config
 
 
