@@ -234,8 +234,8 @@ def shown(value: object, limit: int = 80) -> str:
 
 
 def row_list(rows: np.ndarray) -> str:
-    shown = ", ".join(str(r) for r in rows[:10])
-    return f"[{shown}{', ...' if rows.size > 10 else ''}] ({rows.size} row{'s' * (rows.size != 1)})"
+    listed = ", ".join(str(r) for r in rows[:10])
+    return f"[{listed}{', ...' if rows.size > 10 else ''}] ({rows.size} row{'s' * (rows.size != 1)})"
 
 
 def _joint_batch(q: np.ndarray, name: str) -> np.ndarray:

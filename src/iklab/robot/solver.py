@@ -46,7 +46,13 @@ from iklab.core.refine import (
 )
 from iklab.core.refine_kernel import PARALLEL_ROWS
 from iklab.core.solution_sets import DISTINCT_RAD, distinct_mask
-from iklab.robot.model_metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_FILE, ModelMetadata
+from iklab.robot.model_metadata import (
+    MODEL_METADATA_KEY,
+    NETWORK_ARTIFACT,
+    NUMPY_NETWORK_ARTIFACT,
+    NUMPY_NETWORK_FILE,
+    ModelMetadata,
+)
 from iklab.robot.network import NumpyNetwork, warm_kernels
 
 # solve_all's refinement steps: a component in a solution's basin converges in ~10; one that is
@@ -68,9 +74,8 @@ class IKResult:
 class PathResult(IKResult):
     """:meth:`IKSolver.solve_path`'s answer: one row per pose of the path, plus each step's jump."""
 
-    joint_step: (
-        np.ndarray
-    )  # (N,) largest joint change from the step's seed: the last successful answer (or the start), radians
+    # (N,) largest joint change from the step's seed (the last successful answer, or the start), radians
+    joint_step: np.ndarray
 
     @property
     def worst_joint_step(self) -> float:
@@ -107,10 +112,10 @@ class IKSolver:
             return cls(_load_keras(str(local)), metadata)
         # the pyfunc wrapper: its numpy export, read directly (no pyfunc, pandas or TensorFlow)
         exported = local / "artifacts" / NUMPY_NETWORK_FILE
-        logged_with_export = NUMPY_NETWORK_FILE in str(spec.get("flavors", {}).get("python_function", {}))
+        pyfunc_artifacts = ((spec.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
         if exported.is_file():
             solver = cls(NumpyNetwork.load(exported), metadata)
-        elif logged_with_export:
+        elif NUMPY_NETWORK_ARTIFACT in pyfunc_artifacts:  # logged with it: the directory lost it
             raise ValueError(
                 f"{uri!r}: artifacts/{NUMPY_NETWORK_FILE} is missing from the model directory {local}: "
                 "it is incomplete (copy it whole, or load it from MLflow)"
@@ -324,13 +329,14 @@ class IKSolver:
             outside = np.flatnonzero((start[0] < self.robot.qlim[0]) | (start[0] > self.robot.qlim[1]))
             raise ValueError(f"q_start is outside the joint limits in joints {outside.tolist()}: no path starts there")
         previous = start[0]
-        rows, seeds = [self.solve(poses[:0], **options)], []  # the empty answer: a path of no poses
+        rows, seeds = [], []
         for pose in poses:
             seeds.append(previous)  # each step is seeded, and its jump measured, from here
             step = self.solve(pose[None], q_seed=previous, max_joint_step=max_joint_step, **options)
             rows.append(step)
             if step.success[0]:
                 previous = step.q[0]
+        rows = rows or [self.solve(poses, **options)]  # a path of no poses: the empty answer
         fields = {f: np.concatenate([getattr(r, f) for r in rows]) for f in IKResult.__dataclass_fields__}
         return PathResult(**fields, joint_step=joint_distance(fields["q"], np.reshape(seeds, (-1, 6))))
 
