@@ -62,6 +62,7 @@ LAYER_OF = {
             "epoch_slots",
             "metric_names",
             "experiment_pages",
+            "robot_cost",
         )
     },
     **{
@@ -71,6 +72,7 @@ LAYER_OF = {
             "search_file",
             "search_study",
             "study_plots",
+            "robot_front",
             "registry",
             "services",
             "diagnosis_cases",

@@ -1,5 +1,6 @@
 """Small studies (tiny data, 1-2 epochs) against temporary MLflow and Optuna mlflow_store."""
 
+import json
 import os
 import re
 import subprocess
@@ -15,12 +16,14 @@ from optuna.trial import TrialState
 
 from iklab.core.kinematics import fk
 from iklab.learning.config import experiment_from_dict
+from iklab.learning.robot_cost import RobotBudget, RobotCost
 from iklab.robot.solver import IKSolver
 from iklab.studies.registry import ComparisonRows, register_and_compare
 from iklab.studies.search_file import load_search, make_study
 from iklab.studies.search_study import PruneCallback, run_search, trial_run_name
 
 BASE = tiny_experiment(rows=4000, model={"width": 32}, training={"epochs": 2})
+GENEROUS_BUDGET = {"one_pose_vs_ik_lm": 1.0e6, "batch_vs_ik_lm": 1.0e-6, "batch_rows": 1000}
 
 
 def write_search(tmp_path, space, study=None, name="search.yaml"):
@@ -39,6 +42,8 @@ def write_search(tmp_path, space, study=None, name="search.yaml"):
         "trial_overrides": {"training.epochs": 2},
         "final_overrides": {"training.epochs": 2},
         "space": space,
+        # timing decides nothing here (a loaded machine must not flip a verdict): nothing is over it
+        "robot_budget": GENEROUS_BUDGET,
     }
     path = tmp_path / name
     path.write_text(yaml.safe_dump(search))
@@ -96,6 +101,43 @@ def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_pa
     assert np.all(np.isfinite(solver.predict(fk(solver.robot, np.tile(CENTER, (3, 1))))))
     version = mlflow_store.get_model_version_by_alias("ik-jaco", "champion")
     assert version.tags["promoted"] == "True" and version.tags["compared_with_version"] == "none"
+    # robot-time cost: each trial's run beside its error, the front on the study's run, the registry
+    assert {"robot_front.csv", "plots/robot_front.png"} <= artifacts
+    for run in [*trials, *final]:
+        metrics = run.data.metrics
+        assert metrics["robot/one_pose_vs_ik_lm"] == pytest.approx(
+            metrics["robot/one_pose_us"] / metrics["robot/ik_lm_us"]
+        )
+        assert metrics["robot/batch_vs_ik_lm"] > 0 and run.data.tags["robot_budget"].startswith("within (one pose")
+    assert parent.data.metrics["champion/batch_vs_ik_lm"] == pytest.approx(
+        final[0].data.metrics["robot/batch_vs_ik_lm"]
+    )
+    assert version.tags["within_robot_budget"] == "True" and "x ik_LM" in version.tags["robot_cost"]
+    summary = mlflow_store.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    assert "**Robot budget:** one pose at most 1e+06x ik_LM's time" in summary
+    assert "| trial | val median mm | one pose us | one pose / ik_LM | batch x ik_LM | within budget |" in summary
+
+
+@pytest.mark.slow
+def test_a_configuration_over_the_robot_budget_costs_no_training(mlflow_store, tmp_path):
+    path = write_search(tmp_path, {"model.width": {"choices": [16, 32]}}, {"name": "too-slow"})
+    raw = yaml.safe_load(path.read_text())
+    raw["robot_budget"] = {"batch_vs_ik_lm": 1.0e9, "batch_rows": 500}  # no network is a billion times faster
+    path.write_text(yaml.safe_dump(raw))
+    result = run_search(load_search(path))
+    assert result.counts["pruned"] == 2 and result.counts["complete"] == 0 and result.best_trial is None
+    study = optuna.load_study(study_name="too-slow", storage=f"sqlite:///{tmp_path}/optuna.db")
+    for trial in study.trials:
+        reason = trial.user_attrs["prune_reason"]
+        assert reason.startswith("over the robot budget before training (the untrained network without refinement)")
+        assert "500-pose batch is" in reason and "(budget at least 1e+09x)" in reason
+        run = mlflow_store.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["stop_reason"] == reason and run.data.tags["robot_budget"] == "over"
+        assert "robot_before_training/batch_vs_ik_lm" in run.data.metrics
+        assert not any(key.startswith("val") or key.startswith("test/") for key in run.data.metrics)  # never trained
+    assert mlflow_store.search_registered_models() == []
+    summary = mlflow_store.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    assert "(pruned: 2 over the robot budget before training)" in summary
 
 
 @pytest.mark.slow
@@ -172,6 +214,18 @@ def test_champion_moves_only_when_better(mlflow_store, tmp_path):
     assert decision["promoted"] and decision["new_version"] == 3
     assert decision["previous_test_median_mm"] == pytest.approx(error, rel=1e-3)
     assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "3"
+    # the robot budget: a more accurate model over it never takes the alias; a champion over it
+    # gives way to one within it, even a less accurate one
+    budget = RobotBudget()
+    fast, slow = RobotCost(50.0, 3.0, 80.0, 10_000, True), RobotCost(120.0, 3.0, 80.0, 10_000, True)
+    decision = register_and_compare("ik-test", first.model_uri, first.run_id, error - 5, rows, cost=slow, budget=budget)
+    assert not decision["promoted"] and "over the robot budget (one pose 120 us is 1.50x" in decision["summary_line"]
+    assert str(mlflow_store.get_model_version_by_alias("ik-test", "champion").version) == "3"
+    mlflow_store.set_model_version_tag("ik-test", "3", "robot_cost_json", json.dumps(slow.to_dict()))
+    decision = register_and_compare("ik-test", first.model_uri, first.run_id, error + 5, rows, cost=fast, budget=budget)
+    assert decision["promoted"] and "(over the robot budget)" in decision["summary_line"]
+    version = mlflow_store.get_model_version_by_alias("ik-test", "champion")
+    assert str(version.version) == "5" and version.tags["within_robot_budget"] == "True"
 
 
 @pytest.mark.slow

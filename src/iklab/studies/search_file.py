@@ -7,6 +7,7 @@ study: {...}              # StudyConfig
 space: {"model.width": {choices: [...]}, "optimizer.learning_rate": {low:, high:, log: true}}
 trial_overrides: {...}    # the fixed budget of one trial
 final_overrides: {...}    # for retraining the best configuration
+robot_budget: {...}       # what robot code can afford (iklab.learning.robot_cost.RobotBudget); null: none
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from iklab.learning.config import (
     positive,
     read_yaml,
 )
+from iklab.learning.robot_cost import RobotBudget
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class SearchConfig:
     trial_overrides: dict = field(default_factory=dict)  # the fixed budget of one trial
     final_overrides: dict = field(default_factory=dict)  # for retraining the best configuration
     enqueue: tuple[dict, ...] = ()  # known good configurations (space keys -> values), tried first
+    # a configuration over it is pruned before training, and a trained one over it is not the champion
+    robot_budget: RobotBudget | None = field(default_factory=RobotBudget)
     source: str = ""  # the search file
 
 

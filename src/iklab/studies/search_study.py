@@ -22,14 +22,19 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from iklab.core.kinematics import load_robot
 from iklab.learning import metric_names as M
 from iklab.learning.config import ExperimentConfig
 from iklab.learning.console import raise_if_terminated
+from iklab.learning.datasets import config_region
 from iklab.learning.diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
+from iklab.learning.robot_cost import RobotBudget, RobotCost, cost_before_training, cost_of_solver
 from iklab.learning.run_logging import results_table, training_run
-from iklab.learning.training import StoppingCallback, train
-from iklab.studies import study_plots
+from iklab.learning.training import StoppingCallback, TrainResult, model_metadata, train
+from iklab.robot.solver import IKSolver
+from iklab.studies import robot_front, study_plots
 from iklab.studies.registry import ComparisonRows, register_and_compare
+from iklab.studies.robot_front import BEFORE_TRAINING_KEY, COST_KEY, REFUSED_KEY, WITHIN_KEY, chosen_trial
 from iklab.studies.search_file import SearchConfig, base_experiment, end_if_running, make_study, redact
 
 
@@ -69,8 +74,9 @@ def parent_run(config: SearchConfig) -> Iterator[mlflow.ActiveRun]:
 
 
 def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> dict:
-    """Retrain the best configuration, register it, move `champion` if it is better."""
-    best = study.best_trial
+    """Retrain the best configuration within the robot budget, register it, move `champion` if
+    it is within budget and better."""
+    best = chosen_trial(study)
     experiment = base_experiment(config, best.params, final=config.study.retrain)
     result = train(
         experiment,
@@ -83,10 +89,19 @@ def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> d
         return {"promoted": False, "summary_line": f"retraining the best trial failed: {result.reason}"}
     test = result.dataset.test.head(experiment.evaluation.test_rows)
     rows = ComparisonRows(result.dataset.robot, test.poses(), test.q, result.dataset.digest)
+    cost = log_robot_cost(result, experiment, config.robot_budget)
     decision = register_and_compare(
-        f"ik-{experiment.data.robot}", result.model_uri, result.run_id, result.metrics[M.TEST_POSITION_MEDIAN], rows
+        f"ik-{experiment.data.robot}",
+        result.model_uri,
+        result.run_id,
+        result.metrics[M.TEST_POSITION_MEDIAN],
+        rows,
+        cost=cost,
+        budget=config.robot_budget,
     )
-    decision.update({"run_id": result.run_id, "metrics": result.metrics, "source_trial": best.number})
+    decision.update(
+        {"run_id": result.run_id, "metrics": result.metrics, "source_trial": best.number, "robot_cost": cost}
+    )
     client = mlflow.MlflowClient()
     client.log_batch(
         parent_run_id,
@@ -95,6 +110,10 @@ def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> d
             for key, value in decision.items()
             if key in ("new_version", "new_test_median_mm", "previous_test_median_mm", "promoted") and value is not None
         ],
+    )
+    client.log_batch(
+        parent_run_id,
+        metrics=[mlflow.entities.Metric(key, value, 0, 0) for key, value in cost.metrics("champion/").items()],
     )
     client.set_tag(parent_run_id, "champion_decision", decision["summary_line"])
     return decision
@@ -121,6 +140,10 @@ def log_study_artifacts(config: SearchConfig, study: optuna.Study, result: Study
     )
     mlflow.log_figure(study_plots.param_importances(study, title=config.study.name), "plots/param_importances.png")
     mlflow.log_figure(study_plots.params_vs_objective(study, title=config.study.name), "plots/params_vs_objective.png")
+    mlflow.log_text(robot_front.front_table(study).to_csv(index=False), "robot_front.csv")
+    mlflow.log_figure(
+        robot_front.front_figure(study, config.robot_budget, title=config.study.name), "plots/robot_front.png"
+    )
     summary = summary_markdown(config, study, result, study_plots.edge_warnings(study))
     mlflow.log_text(summary, "summary.md")
     mlflow.set_tag("mlflow.note.content", summary)  # the run's description in the UI
@@ -137,10 +160,20 @@ def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyRes
         "",
     ]
     lines += [budget_line(study, result), ""]
+    budget = config.robot_budget
+    lines += [
+        f"**Robot budget:** {budget.describe()}, against roboticstoolbox's ik_LM in the same process."
+        if budget is not None
+        else "**Robot budget:** none (the cost is measured, not enforced).",
+        "",
+    ]
+    front = robot_front.front_markdown(robot_front.front_table(study), budget)
+    if front:
+        lines += ["## Accuracy against robot-time cost: the front (plots/robot_front.png)", "", *front, ""]
     if result.best_trial is None:
-        return "\n".join(lines + ["No trial completed."]) + "\n"
-    best = study.best_trial
-    lines += [f"## Best trial: {best.number} (validation median {best.value:.2f} mm)", ""]
+        return "\n".join(lines + [result.champion.get("summary_line") or "No trial completed."]) + "\n"
+    best = chosen_trial(study)
+    lines += [f"## Best trial within the budget: {best.number} (validation median {best.value:.2f} mm)", ""]
     lines += [f"- `{key}`: {value}" for key, value in best.params.items()]
     if edges:
         lines += ["", f"Best value at the edge of its range (widen it): {', '.join(edges)}."]
@@ -161,11 +194,16 @@ def budget_line(study: optuna.Study, result: StudyResult) -> str:
     """How this process split its time: trials (and where pruned ones stopped), the final
     retraining, the rest (data, artifacts, the registry)."""
     stops: dict[int, int] = {}
+    refused = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        if robot_front.refused_before_training(trial):
+            refused += 1  # never trained
+            continue
         epochs = (trial.last_step or 0) + 1
         stops[epochs] = stops.get(epochs, 0) + 1
     pruned = ", ".join(
-        f"{count} after {epochs} epoch{'s' if epochs > 1 else ''}" for epochs, count in sorted(stops.items())
+        [f"{count} after {epochs} epoch{'s' if epochs > 1 else ''}" for epochs, count in sorted(stops.items())]
+        + ([f"{refused} over the robot budget before training"] if refused else [])
     )
     other = max(0.0, result.wall_seconds - result.trials_seconds - result.final_seconds)
     return (
@@ -251,6 +289,11 @@ def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.
         trial.set_user_attr("family", experiment.model.family)
         pruner = PruneCallback(trial, config.study.diagnostic_pruning_epochs)
         tags = {"study": config.study.name, "family": experiment.model.family, "trial": str(trial.number)}
+        if config.robot_budget is not None:
+            over = over_budget_before_training(config.robot_budget, experiment, trial, parent_run_id, tags)
+            if over:
+                trial.set_user_attr("prune_reason", over)
+                raise optuna.TrialPruned(over)
         result = train(
             experiment,
             parent_run_id=parent_run_id,
@@ -270,9 +313,56 @@ def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.
             return math.nan  # Optuna records the trial as failed
         for key in (M.TEST_POSITION_MEDIAN, M.TEST + M.ROTATION_MEDIAN, M.KNN_POSITION_MEDIAN):
             trial.set_user_attr(key, result.metrics[key])
+        cost = log_robot_cost(result, experiment, config.robot_budget)
+        trial.set_user_attr(COST_KEY, cost.to_dict())
+        trial.set_user_attr(WITHIN_KEY, cost.over(config.robot_budget) is None)
         return result.metrics[M.VAL_POSITION_MEDIAN]
 
     return objective
+
+
+def over_budget_before_training(
+    budget: RobotBudget, experiment: ExperimentConfig, trial: optuna.Trial, parent_run_id: str, tags: dict
+) -> str | None:
+    """Why ``experiment``'s network is over ``budget`` before any training (its untrained pass
+    alone costs too much: a lower bound), or None. Over it: the trial's run says so, and costs
+    seconds instead of a training."""
+    robot = load_robot(experiment.data.robot)
+    bound = cost_before_training(experiment, robot, config_region(experiment.data, robot), budget)
+    trial.set_user_attr(BEFORE_TRAINING_KEY, bound.to_dict())
+    reason = bound.over(budget)
+    if reason is None:
+        return None
+    trial.set_user_attr(REFUSED_KEY, True)
+    reason = f"over the robot budget before training (the untrained network without refinement): {reason}"
+    with training_run(
+        trial_run_name(trial.number, experiment), f"ik-{robot.name}-search", parent_run_id=parent_run_id, tags=tags
+    ) as run:
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        mlflow.log_params({**trial.params, "trial_number": trial.number})
+        mlflow.log_metrics(bound.metrics("robot_before_training/"))
+        mlflow.set_tags({"state": "pruned", "stop_reason": reason, "robot_budget": "over"})
+    return reason
+
+
+def log_robot_cost(result: TrainResult, experiment: ExperimentConfig, budget: RobotBudget | None) -> RobotCost:
+    """Measure the trained network's cost (refined solves) and log it on its run beside its error."""
+    solver = IKSolver(result.model, model_metadata(experiment, result.dataset))
+    cost = cost_of_solver(solver, budget or RobotBudget())
+    client = mlflow.MlflowClient()
+    client.log_batch(
+        result.run_id,
+        metrics=[mlflow.entities.Metric(key, value, 0, 0) for key, value in cost.metrics().items()],
+        tags=[mlflow.entities.RunTag("robot_budget", _budget_tag(cost, budget))],
+    )
+    return cost
+
+
+def _budget_tag(cost: RobotCost, budget: RobotBudget | None) -> str:
+    if budget is None:
+        return "none set"
+    reason = cost.over(budget)
+    return f"over: {reason}" if reason else f"within ({cost.summary()})"
 
 
 def progress_line(started: float) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
@@ -385,8 +475,9 @@ FINALIZED_KEY = "finalized"
 
 
 def _set_best(result: StudyResult, study: optuna.Study) -> None:
-    if result.counts["complete"]:
-        best = study.best_trial
+    """The study's best: the most accurate trial within the robot budget (`chosen_trial`)."""
+    best = chosen_trial(study)
+    if best is not None:
         result.best_trial, result.best_value, result.best_params = best.number, best.value, best.params
 
 
@@ -444,6 +535,12 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                 )
             else:
                 result.champion = {"promoted": False, "summary_line": f"not finalized here: {holder}"}
+        elif result.counts["complete"] and config.study.finalize:
+            result.champion = {
+                "promoted": False,
+                "summary_line": f"no complete trial within the robot budget ({config.robot_budget.describe()}): "
+                "nothing registered",
+            }
         result.wall_seconds = time.perf_counter() - started
         log_study_artifacts(config, study, result)
         if result.counts["failed"] and not result.counts["complete"] + result.counts["pruned"]:

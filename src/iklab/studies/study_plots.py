@@ -41,6 +41,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from iklab.studies.robot_front import chosen_trial
+
 VALUE_LABEL = "validation median position error (mm)"
 # Tuning playbook: a best trial in the outer tenth of a range hints that the optimum lies beyond it,
 # so the range should be widened. Log ranges are judged in log space, where they were sampled.
@@ -277,10 +279,8 @@ def _complete_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def _best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no complete trial yet
-        return None
+    """The study's best: the most accurate within the robot budget (the champion's trial)."""
+    return chosen_trial(study)
 
 
 def _set_y_scale(ax: Axes, *, log: bool) -> None:
