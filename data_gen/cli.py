@@ -45,7 +45,13 @@ def _float_list(text: str) -> list[float]:
 
 
 def _add_region_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--robot", default=DEFAULT_ROBOT, help="roboticstoolbox DH model name (default jaco)")
+    parser.add_argument(
+        "--robot",
+        default=DEFAULT_ROBOT,
+        help="roboticstoolbox DH model name (default jaco), or a path to your arm's .urdf/.xacro file",
+    )
+    parser.add_argument("--base", default=None, help="URDF only: the chain's base link (default: the root link)")
+    parser.add_argument("--ee", default=None, help="URDF only: the end-effector link (default: the chain's one end)")
     parser.add_argument(
         "--region",
         default=None,
@@ -149,7 +155,7 @@ def _check_numbers(args) -> None:
 
 
 def _region(args):
-    robot = load_robot(args.robot)
+    robot = load_robot(args.robot, args.base, args.ee)
     if (args.lower is None) != (args.upper is None):
         raise ValueError("give both --lower and --upper, or neither")
     if args.lower is not None:

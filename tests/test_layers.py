@@ -36,6 +36,7 @@ LAYER_OF = {
             "refine_kernel",
             "solution_sets",
             "install",
+            "urdf",
         )
     },
     **{f"iklab.robot.{m}": "robot" for m in ("__init__", "solver", "network", "serving", "model_metadata")},
@@ -233,6 +234,7 @@ ROBOT_PACKAGES = {"numpy", "numba", "scipy", "mlflow", "yaml"}
 ROBOT_SIDE_EXCEPTIONS = {
     ("iklab.core.kinematics", "roboticstoolbox"),  # load_robot by name, to_rtb; a logged model carries its DH table
     ("iklab.core.kinematics", "spatialmath"),  # to_rtb (roboticstoolbox's own dependency)
+    ("iklab.core.urdf", "xacrodoc"),  # reading a .xacro file; a logged model carries its DH table
 }
 
 

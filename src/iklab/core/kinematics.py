@@ -1,7 +1,8 @@
 """Robot models and batched forward kinematics, float64 numpy, no hidden state.
 
 A robot is data: a standard-DH table read once from roboticstoolbox-python (the
-reference), then FK is a handful of vectorized numpy operations per link.
+reference) or from a URDF file's chain (``iklab.core.urdf``, an exact DH form of
+any 6R chain), then FK is a handful of vectorized numpy operations per link.
 roboticstoolbox is imported only when a robot is loaded *by name*; a robot
 rebuilt from its dict (a dataset card, a logged model) needs numpy alone.
 
@@ -60,7 +61,7 @@ _RTB_DH_MODELS = {
 
 
 class RobotError(ValueError):
-    """A robot name or model iklab cannot use (unknown, not 6R, not standard DH)."""
+    """A robot name, model or URDF file iklab cannot use (unknown, not 6R, not standard DH)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +71,9 @@ class Robot:
     Joint i's angle is ``theta_i = sign_i * q_i + offset_i`` (sign -1 for
     roboticstoolbox's "flipped" joints); ``base`` and ``tool`` are 4x4
     homogeneous transforms applied before the first and after the last link.
+    ``source`` says where a robot read from a file came from (for a URDF: the
+    file's name and sha256, base and end links, the joint names in order, the
+    DH form's measured gap to the file's chain); None for roboticstoolbox's.
     """
 
     name: str
@@ -81,6 +85,7 @@ class Robot:
     qlim: np.ndarray  # (2, 6) radians, row 0 lower, row 1 upper
     base: np.ndarray  # (4, 4)
     tool: np.ndarray  # (4, 4)
+    source: dict | None = None
 
     @property
     def n_joints(self) -> int:
@@ -99,6 +104,7 @@ class Robot:
             "qlim": self.qlim.tolist(),
             "base": self.base.tolist(),
             "tool": self.tool.tolist(),
+            **({"source": self.source} if self.source is not None else {}),
         }
 
     @classmethod
@@ -111,7 +117,10 @@ class Robot:
                 k: np.asarray(spec[k], dtype=np.float64)
                 for k in ("d", "a", "alpha", "offset", "sign", "qlim", "base", "tool")
             }
-            robot = cls(name=str(spec["name"]), **arrays)
+            source = spec.get("source")
+            if source is not None and not isinstance(source, dict):
+                raise TypeError("'source'")
+            robot = cls(name=str(spec["name"]), **arrays, source=source)
         except (KeyError, TypeError) as exc:
             raise RobotError(f"malformed robot description: missing or bad field {exc}") from None
         shapes = {
@@ -132,17 +141,37 @@ class Robot:
         return robot
 
 
+def is_robot_file(name: str) -> bool:
+    """Is ``name`` a path to a URDF or xacro file rather than a roboticstoolbox model name?"""
+    return str(name).strip().lower().endswith((".urdf", ".xacro"))
+
+
 def known_robots() -> list[str]:
     """Robot names :func:`load_robot` loads (the 7-DOF and prismatic ones it only refuses left out)."""
     not_6r = {"lwr4", "panda", "sawyer", "stanford"}  # load_robot says why each is refused
     return sorted(set(_RTB_DH_MODELS) - not_6r)
 
 
-def load_robot(name: str = DEFAULT_ROBOT) -> Robot:
-    """Load a 6-DOF all-revolute standard-DH robot from roboticstoolbox by name."""
+def load_robot(name: str = DEFAULT_ROBOT, base_link: str | None = None, ee_link: str | None = None) -> Robot:
+    """A 6-DOF all-revolute robot: roboticstoolbox's DH model by name, or a URDF/xacro file by path.
+
+    ``base_link`` and ``ee_link`` choose a URDF file's chain (default: its root link and the
+    chain's one end); a name takes neither.
+    """
+    if is_robot_file(name):
+        from iklab.core import urdf  # numpy and the standard library only
+
+        try:
+            return Robot.from_dict(urdf.robot_spec(name, base_link, ee_link))
+        except urdf.UrdfError as exc:
+            raise RobotError(str(exc)) from None
     key = name.strip().lower()
+    if base_link is not None or ee_link is not None:
+        raise RobotError(f"robot {name!r} is a roboticstoolbox model: base and end-effector links are for URDF files")
     if key not in _RTB_DH_MODELS:
-        raise RobotError(f"unknown robot {name!r}; known robots: {', '.join(known_robots())}")
+        raise RobotError(
+            f"unknown robot {name!r}; known robots: {', '.join(known_robots())}, or a path to a .urdf/.xacro file"
+        )
     import roboticstoolbox as rtb  # slow import (~1 s): only when a robot is loaded by name
 
     model = getattr(rtb.models.DH, _RTB_DH_MODELS[key])()

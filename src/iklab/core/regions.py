@@ -58,13 +58,18 @@ _WORKING_DEG = {
 }
 
 
+def _has_working(robot: Robot) -> bool:
+    # a preset is in roboticstoolbox's joint angles: a URDF arm of the same name has other zeros
+    return robot.name in _WORKING_DEG and robot.source is None
+
+
 def preset_names(robot: Robot) -> list[str]:
-    return ["full"] + (["working"] if robot.name in _WORKING_DEG else [])
+    return ["full"] + (["working"] if _has_working(robot) else [])
 
 
 def default_region_name(robot: Robot) -> str:
     """`working` where the robot has one, else `full`."""
-    return "working" if robot.name in _WORKING_DEG else "full"
+    return "working" if _has_working(robot) else "full"
 
 
 def region_preset(robot: Robot, name: str | None = None) -> Region:
@@ -72,7 +77,7 @@ def region_preset(robot: Robot, name: str | None = None) -> Region:
     name = name or default_region_name(robot)
     if name == "full":
         return Region("full", robot.qlim[0].copy(), robot.qlim[1].copy())
-    if name == "working" and robot.name in _WORKING_DEG:
+    if name == "working" and _has_working(robot):
         bounds = np.array(_WORKING_DEG[robot.name]) * _DEG
         return custom_region(robot, bounds[:, 0], bounds[:, 1], name="working")
     raise ValueError(

@@ -19,7 +19,9 @@ from typing import TypeVar
 
 import yaml
 
+from iklab.core import urdf
 from iklab.core.encodings import INPUT_ENCODINGS, OUTPUT_ENCODINGS
+from iklab.core.kinematics import is_robot_file
 
 D = TypeVar("D")  # a config dataclass
 
@@ -62,7 +64,9 @@ def fraction(*, default: object) -> object:
 
 @dataclass(frozen=True)
 class DataConfig:
-    robot: str = "jaco"
+    robot: str = "jaco"  # a roboticstoolbox model name, or a path to a .urdf/.xacro file (from where you run)
+    base_link: str | None = None  # URDF only: the chain's base link (default: the root link)
+    ee_link: str | None = None  # URDF only: the end-effector link (default: the chain's one end)
     region: str = "working"  # a data_gen preset ("full", "working") or "custom"
     lower: tuple[float, ...] | None = None  # custom region bounds, radians
     upper: tuple[float, ...] | None = None
@@ -79,6 +83,12 @@ class DataConfig:
     stream: bool | None = None
     memory_budget_gb: float = positive(default=4.0)
     shuffle_buffer: int = at_least(1, default=1_000_000)  # streamed: rows shuffled together
+
+    @property
+    def robot_name(self) -> str:
+        """What datasets, MLflow experiments and the registry call the robot: the model's name, or the
+        URDF file's ``<robot name>`` (a path would make ``ik-<robot>`` an invalid registry name)."""
+        return urdf.robot_name(self.robot) if is_robot_file(self.robot) else self.robot.strip().lower()
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def dataset_path(cfg: DataConfig) -> Path:
     if region == "custom":
         bounds = json.dumps([cfg.lower, cfg.upper])
         region = "custom-" + hashlib.sha256(bounds.encode()).hexdigest()[:8]
-    return Path("data") / f"{cfg.robot}-{region}-{cfg.rows}-s{cfg.seed}"
+    return Path("data") / f"{cfg.robot_name}-{region}-{cfg.rows}-s{cfg.seed}"
 
 
 @contextlib.contextmanager
@@ -110,7 +110,7 @@ def _generation_lock(path: Path) -> Iterator[None]:
 def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
     """The dataset for ``cfg``, generated (with its ambiguity measured) if missing."""
     path = dataset_path(cfg)
-    robot = load_robot(cfg.robot)
+    robot = load_robot(cfg.robot, cfg.base_link, cfg.ee_link)
     region = config_region(cfg, robot)
     if not path.exists():
         with _generation_lock(path):
@@ -118,17 +118,23 @@ def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
                 ambiguity = measure_ambiguity(robot, region, **_AUTO_AMBIGUITY).to_dict()
                 generate(robot, region, cfg.rows, cfg.seed, path, ambiguity=ambiguity, progress=progress)
     card = read_card(path)
-    expected = {"robot": cfg.robot, "region": region.name, "n": cfg.rows, "seed": cfg.seed}
+    expected = {"robot": robot.name, "region": region.name, "n": cfg.rows, "seed": cfg.seed}
     found = {"robot": card["robot"]["name"], "region": card["region"]["name"], "n": card["n"], "seed": card["seed"]}
     same_bounds = np.allclose(card["region"]["lower"], region.lower) and np.allclose(
         card["region"]["upper"], region.upper
     )
-    if found != expected or not same_bounds:
+    if found != expected or not same_bounds or not _same_chain(card["robot"], robot):
         raise ValueError(
             f"{path} holds a different dataset ({found}) than the experiment asks for "
             f"({expected}); set data.path or remove the directory"
         )
     return path
+
+
+def _same_chain(spec: dict, robot: Robot) -> bool:
+    """Does a card's robot have ``robot``'s kinematics (one URDF file, other links: same name, other chain)?"""
+    keys = ("d", "a", "alpha", "offset", "sign", "base", "tool")
+    return all(np.allclose(spec[key], getattr(robot, key), rtol=0, atol=1e-12) for key in keys)
 
 
 def _labels(table: pa.Table) -> np.ndarray:

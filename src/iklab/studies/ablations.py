@@ -118,7 +118,7 @@ def run_ablations(
 
     from iklab.learning.run_logging import training_run
 
-    robot = file.experiment(rows[0]).data.robot
+    robot = file.experiment(rows[0]).data.robot_name
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     results: list[RowResult] = []
     with training_run(f"{file.name} {stamp}", f"ik-{robot}-ablations") as parent:

@@ -57,8 +57,8 @@ class StudyResult:
 def parent_run(config: SearchConfig) -> Iterator[mlflow.ActiveRun]:
     """The study's parent run: `mlflow run`'s own run if there is one, else a new one."""
     base = base_experiment(config)
-    with training_run(config.study.name, f"ik-{base.data.robot}-search") as run:
-        mlflow.set_tags({"study": config.study.name, "role": "study", "robot": base.data.robot})
+    with training_run(config.study.name, f"ik-{base.data.robot_name}-search") as run:
+        mlflow.set_tags({"study": config.study.name, "role": "study", "robot": base.data.robot_name})
         mlflow.log_params(
             {
                 "study.name": config.study.name,
@@ -91,7 +91,7 @@ def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> d
     rows = ComparisonRows(result.dataset.robot, test.poses(), test.q, result.dataset.digest)
     cost = log_robot_cost(result, experiment, config.robot_budget)
     decision = register_and_compare(
-        f"ik-{experiment.data.robot}",
+        f"ik-{experiment.data.robot_name}",
         result.model_uri,
         result.run_id,
         result.metrics[M.TEST_POSITION_MEDIAN],
@@ -327,7 +327,7 @@ def over_budget_before_training(
     """Why ``experiment``'s network is over ``budget`` before any training (its untrained pass
     alone costs too much: a lower bound), or None. Over it: the trial's run says so, and costs
     seconds instead of a training."""
-    robot = load_robot(experiment.data.robot)
+    robot = load_robot(experiment.data.robot, experiment.data.base_link, experiment.data.ee_link)
     bound = cost_before_training(experiment, robot, config_region(experiment.data, robot), budget)
     trial.set_user_attr(BEFORE_TRAINING_KEY, bound.to_dict())
     reason = bound.over(budget)
