@@ -445,8 +445,15 @@ def test_a_finished_study_reruns_as_a_no_op(mlflow_store, tmp_path, capsys):
 
     assert main(["--experiment", str(path)]) == 0
     assert "already has 1 of its 1 trials and its champion decision" in capsys.readouterr().out
-    trials = optuna.load_study(study_name="done", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    trials = optuna.load_study(study_name="done", storage=storage).trials
     assert len(trials) == 1
+    # what optuna-dashboard shows: the one study (its finalize claim released), its objective named
+    summaries = optuna.get_all_study_summaries(storage)
+    assert [s.study_name for s in summaries] == ["done"]
+    assert optuna.load_study(study_name="done", storage=storage).metric_names == [
+        "validation median position error (mm)"
+    ]
     assert [int(v.version) for v in mlflow_store.search_model_versions("name = 'ik-jaco'")] == [1]
 
 
@@ -529,3 +536,22 @@ def test_workers_describing_one_experiment_at_once_do_not_fail(mlflow_store):
     experiment_id = mlflow_store.create_experiment("ik-kuka-search")
     with pytest.raises(MlflowException, match="unique"):
         describe_experiment(experiment_id, _RacedClient(mlflow_store, losses=2, rival=False))
+
+
+def test_a_trial_past_n_trials_is_not_run(mlflow_store, tmp_path):
+    # another worker's trial is RUNNING and fills the study: this worker starts none
+    config = load_search(
+        write_search(
+            tmp_path,
+            {"model.width": {"choices": [16, 32]}},
+            {"name": "full", "n_trials": 1, "finalize": False, "heartbeat_seconds": 1},
+        )
+    )
+    study = make_study(config)
+    others = study.ask()  # RUNNING in "another worker"
+    result = run_search(config, study)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.number for t in trials] == [0, 1] and trials[0].number == others.number
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["surplus"] is True
+    assert "mlflow_run_id" not in trials[1].user_attrs  # nothing trained, no run
+    assert result.counts == {"complete": 0, "pruned": 0, "failed": 0, "running": 1}

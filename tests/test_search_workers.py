@@ -41,7 +41,9 @@ def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
     numbers = [t.number for t in trials]
     assert sorted(numbers) == list(range(len(trials)))  # nothing lost, nothing duplicated
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert 8 <= len(done) <= 9  # MaxTrialsCallback may let the other worker finish one more
+    assert len(done) == 8  # not one more: a trial asked for at the same moment as the last is not run
+    surplus = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs.get("surplus") for t in surplus) and len(trials) == 8 + len(surplus)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     run_ids = [t.user_attrs["mlflow_run_id"] for t in done]
     assert len(set(run_ids)) == len(run_ids)

@@ -164,3 +164,27 @@ def test_a_time_budget_ends_on_time_and_an_interrupted_run_resumes_its_clock(
                 tiny_experiment(optimizer={"schedule": "exponential"}, training={"time_budget_minutes": 1})
             )
         )
+
+
+def test_a_run_whose_process_is_gone_is_closed_by_the_next_command(mlflow_store):
+    import os
+    import socket
+
+    from iklab.learning.run_logging import HOST_TAG, PID_TAG, training_run
+
+    experiment = mlflow_store.create_experiment("reaped")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid of this host that no longer runs: a `kill -9`ed training
+    host = socket.gethostname()
+    orphan = mlflow_store.create_run(experiment, tags={HOST_TAG: host, PID_TAG: str(gone.pid)})
+    live = mlflow_store.create_run(experiment, tags={HOST_TAG: host, PID_TAG: str(os.getpid())})
+    elsewhere = mlflow_store.create_run(experiment, tags={HOST_TAG: "another-host", PID_TAG: str(gone.pid)})
+    with training_run("next", "reaped") as run:
+        tags = mlflow_store.get_run(run.info.run_id).data.tags
+        assert tags[PID_TAG] == str(os.getpid()) and tags[HOST_TAG] == host
+    closed = mlflow_store.get_run(orphan.info.run_id)
+    assert closed.info.status == "KILLED" and closed.data.tags["state"] == "killed"
+    assert closed.data.tags["failure_reason"].startswith(f"its process {gone.pid} on {host} is gone")
+    assert mlflow_store.get_run(live.info.run_id).info.status == "RUNNING"  # its process runs
+    assert mlflow_store.get_run(elsewhere.info.run_id).info.status == "RUNNING"  # cannot be told from here
+    assert mlflow_store.get_run(run.info.run_id).info.status == "FINISHED"

@@ -28,8 +28,12 @@ def _not_retracing(record: logging.LogRecord) -> bool:
     return _RETRACING_NOTICE not in record.getMessage()
 
 
+class QuietTrialEnd(Exception):
+    """Ends an Optuna trial on purpose: our own line says why, Optuna's warning and traceback stay out."""
+
+
 def _not_interrupted_trial(record: logging.LogRecord) -> bool:
-    interrupted = record.exc_info is not None and isinstance(record.exc_info[1], KeyboardInterrupt)
+    interrupted = record.exc_info is not None and isinstance(record.exc_info[1], KeyboardInterrupt | QuietTrialEnd)
     return not interrupted and "failed with value None" not in record.getMessage()
 
 
@@ -44,8 +48,8 @@ def quiet_console() -> None:
 
 def quiet_optuna() -> None:
     """Optuna's warnings, but not its INFO line per trial, its "failed with value None" (our own
-    line per trial says it, with the reason) nor the traceback of a trial stopped by Ctrl-C or
-    a signal (the command says it stopped, in one line)."""
+    line per trial says it, with the reason) nor the traceback of a trial stopped by Ctrl-C, a
+    signal (the command says it stopped, in one line) or a :class:`QuietTrialEnd`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # also installs Optuna's handler
@@ -150,3 +154,16 @@ def run_heavy(
     except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
         print(f"{prog}: stopped ({str(exc) or 'interrupted'}); {runs} marked KILLED", file=sys.stderr)
         return (143 if isinstance(exc, Terminated) else 130), None
+
+
+def process_alive(pid: object) -> bool:
+    """Whether process ``pid`` of this host still runs (True when it cannot be told)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

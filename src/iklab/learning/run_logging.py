@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from iklab.learning import metric_names as M
 from iklab.learning.branch_coverage import SolutionSetReport, solution_set_figure
 from iklab.learning.config import ExperimentConfig, flatten, to_yaml
-from iklab.learning.console import raise_if_terminated
+from iklab.learning.console import process_alive, raise_if_terminated
 from iklab.learning.datasets import Dataset
 from iklab.learning.diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from iklab.learning.experiment_pages import describe_experiment
@@ -62,10 +63,40 @@ def training_run(
     else:
         _set_experiment(experiment)
         run = mlflow.start_run(run_name=name, tags=tags)
+    mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
     if not parent_run_id:
         describe_experiment(run.info.experiment_id)
+        reap_dead_runs(run.info.experiment_id)
     with _ending_run(run):
         yield run
+
+
+# The process that runs a run: a later command closes the runs whose process is gone.
+HOST_TAG, PID_TAG = "iklab.host", "iklab.pid"
+
+
+def reap_dead_runs(experiment_id: str) -> list[str]:
+    """End as KILLED, with the reason, the runs of ``experiment_id`` still RUNNING whose process
+    on this host is gone (``kill -9``, a crash: nothing of theirs could end them). A run of
+    another host, or whose process still runs, is left alone. Returns the ids it ended."""
+    client, host = MlflowClient(), socket.gethostname()
+    try:
+        running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    except MlflowException:
+        return []
+    ended = []
+    for run in running:
+        pid = run.data.tags.get(PID_TAG, "")
+        if run.data.tags.get(HOST_TAG) != host or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        reason = f"its process {pid} on {host} is gone (killed or crashed); closed by process {os.getpid()}"
+        client.set_tag(run.info.run_id, "state", "killed")
+        client.set_tag(run.info.run_id, "failure_reason", reason)
+        client.set_terminated(run.info.run_id, "KILLED")
+        ended.append(run.info.run_id)
+    if ended:
+        print(f"closed {len(ended)} run(s) left RUNNING by a process that is gone: {', '.join(ended)}", flush=True)
+    return ended
 
 
 def _set_experiment(name: str) -> None:

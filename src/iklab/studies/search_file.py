@@ -309,7 +309,14 @@ def make_study(config: SearchConfig) -> optuna.Study:
         study_name=s.name, storage=storage, direction="minimize", load_if_exists=True, pruner=pruners[s.pruner]
     )
     study.sampler = TrialSeededTPESampler(seed=s.seed)
+    with warnings.catch_warnings():  # "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAME])  # what optuna-dashboard shows instead of "Objective 0"
     return study
+
+
+# The objective, as Optuna's dashboard names it.
+OBJECTIVE_NAME = "validation median position error (mm)"
 
 
 def fail_lost_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

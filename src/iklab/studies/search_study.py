@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from iklab.core.kinematics import load_robot
 from iklab.learning import metric_names as M
 from iklab.learning.config import ExperimentConfig
-from iklab.learning.console import raise_if_terminated
+from iklab.learning.console import QuietTrialEnd, process_alive, raise_if_terminated
 from iklab.learning.datasets import config_region
 from iklab.learning.diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
 from iklab.learning.robot_cost import RobotBudget, RobotCost, cost_before_training, cost_of_solver
@@ -283,6 +283,10 @@ class PruneCallback(StoppingCallback):
 def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         raise_if_terminated()  # a signal between two trials
+        if surplus(trial, config.study.n_trials):
+            trial.set_user_attr(SURPLUS_KEY, True)
+            trial.study.stop()  # this worker is done: the study has its trials
+            raise SurplusTrial(f"not run: trials before it fill the study's n_trials ({config.study.n_trials})")
         trial.set_user_attr("mlflow_parent_run_id", parent_run_id)  # for fail_lost_runs
         params = sample_params(trial, config.space)
         experiment = base_experiment(config, params)
@@ -365,8 +369,29 @@ def _budget_tag(cost: RobotCost, budget: RobotBudget | None) -> str:
     return f"over: {reason}" if reason else f"within ({cost.summary()})"
 
 
+# A trial another worker's made surplus: asked for at the same moment as the study's last one.
+SURPLUS_KEY = "surplus"
+
+
+class SurplusTrial(QuietTrialEnd):
+    """Ends a trial that would go past the study's n_trials (Optuna records it as failed; iklab's
+    counts and summaries leave it out)."""
+
+
+def surplus(trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether the trials numbered before ``trial`` (complete, pruned, or running in any worker)
+    already fill ``n_trials``. Trial numbers are handed out atomically by the storage, so of two
+    workers that ask for the last trial at the same moment exactly one runs it."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    before = [t for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+    return len(before) >= n_trials
+
+
 def progress_line(started: float) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get(SURPLUS_KEY):
+            print(f"[trial {trial.number:3d}] not run: the study has its trials", flush=True)
+            return
         short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in trial.params.items())
         value = f"{trial.value:.2f} mm" if trial.value is not None else "-"
         reason = trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason") or ""
@@ -384,7 +409,7 @@ def _short(value: object) -> str:
 
 
 def trial_counts(study: optuna.Study) -> dict:
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    states = [t.state for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_KEY)]
     return {
         "complete": states.count(TrialState.COMPLETE),
         "pruned": states.count(TrialState.PRUNED),
@@ -432,8 +457,9 @@ def claim_finalize(study: optuna.Study) -> str | None:
     """Claim the study's end (retrain, register, move the alias) for this process: None if it
     is ours, else who holds it. The claim is a companion study named ``<study>:finalize``:
     creating a study is atomic in the storage (a unique name), so of several workers that
-    reach the end together exactly one wins, on SQLite or PostgreSQL alike."""
-    name = f"{study.study_name}:finalize"
+    reach the end together exactly one wins, on SQLite or PostgreSQL alike. The winner deletes
+    it once the study is finalized (`release_finalize`): Optuna's dashboard lists every study."""
+    name = claim_name(study)
     me = {"host": socket.gethostname(), "pid": os.getpid(), "at": datetime.datetime.now().isoformat(timespec="seconds")}
     try:
         claim = optuna.create_study(study_name=name, storage=study._storage, load_if_exists=False)
@@ -442,7 +468,7 @@ def claim_finalize(study: optuna.Study) -> str | None:
         holder = claim.user_attrs
         if study.user_attrs.get(FINALIZED_KEY):
             return "another worker finalized this study"
-        if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+        if holder.get("host") == me["host"] and not process_alive(holder.get("pid")):
             # its holder died here (Ctrl-C, a kill, a crash) before it finished: a rerun goes on
             for key, value in me.items():
                 claim.set_user_attr(key, value)
@@ -452,22 +478,23 @@ def claim_finalize(study: optuna.Study) -> str | None:
             f"{holder.get('at', '?')}) is finalizing this study; if it died, delete the study {name!r} "
             "(optuna delete-study) and rerun with finalize=true"
         )
+    if study.user_attrs.get(FINALIZED_KEY):  # finalized, and its claim released, before ours
+        optuna.delete_study(study_name=name, storage=study._storage)
+        return "another worker finalized this study"
     for key, value in me.items():
         claim.set_user_attr(key, value)
     return None
 
 
-def _alive(pid: object) -> bool:
-    """Whether process ``pid`` of this host still runs (True when it cannot be told)."""
-    if not isinstance(pid, int):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
+def claim_name(study: optuna.Study) -> str:
+    return f"{study.study_name}:finalize"
+
+
+def release_finalize(study: optuna.Study) -> None:
+    """Delete the claim once the study carries its champion decision (FINALIZED_KEY, set first:
+    a worker that claims after this sees it and stands down)."""
+    with contextlib.suppress(KeyError):  # already gone
+        optuna.delete_study(study_name=claim_name(study), storage=study._storage)
 
 
 # Study attribute set once the best configuration was retrained and handed to the registry.
@@ -533,6 +560,7 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                     FINALIZED_KEY,
                     {"parent_run_id": parent.info.run_id, "summary_line": result.champion["summary_line"]},
                 )
+                release_finalize(study)
             else:
                 result.champion = {"promoted": False, "summary_line": f"not finalized here: {holder}"}
         elif result.counts["complete"] and config.study.finalize:
