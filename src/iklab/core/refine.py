@@ -144,7 +144,7 @@ def refine_checked(
         low, high = -_UNLIMITED, _UNLIMITED
     else:
         low, high = limits.clip_low, limits.clip_high
-    q = np.array(_project_into_limits(q, low, high), dtype=np.float64, order="C")  # a copy: refined in place
+    q = np.array(q, dtype=np.float64, order="C")  # a copy: moved into the box and refined in place
     iterations = refine_rows(
         robot_arrays(robot),
         q,
@@ -302,17 +302,3 @@ def _limit_arrays(lower: object, upper: object, joints: int) -> tuple[np.ndarray
     if bad.size:
         raise ValueError(f"joint limits must be finite with lower <= upper; bad joints {bad.tolist()}")
     return low, high
-
-
-def _project_into_limits(q: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Rows outside the box: shift by 2*pi into it if possible, else to the angularly nearer edge."""
-    outside = (q < low) | (q > high)
-    if not outside.any():
-        return q  # untouched bit for bit, so rows already in the box stay exactly as given
-    span_low = np.where(np.isfinite(low), low, 0.0)
-    wrapped = wrap_from(q, span_low)
-    past_high = wrapped - high
-    past_low = span_low + 2 * math.pi - wrapped  # distance up to the next copy of low
-    nearest_edge = np.where(past_high <= past_low, high, low)
-    projected = np.where(wrapped <= high, wrapped, nearest_edge)
-    return np.where(outside, projected, q)

@@ -245,10 +245,31 @@ def _scratch():
     )
 
 
+_TWO_PI = 2.0 * math.pi
+
+
+@njit(cache=True)
+def _project_row(q, low, high):
+    """An angle outside ``[low, high]``: moved by 2*pi into it if an equivalent fits, else to the
+    angularly nearer edge; one inside is untouched, bit for bit (NaN too: it compares False)."""
+    for k in range(q.shape[0]):
+        if q[k] < low[k] or q[k] > high[k]:
+            span_low = low[k] if math.isfinite(low[k]) else 0.0
+            wrapped = span_low + (q[k] - span_low) % _TWO_PI  # Python's modulo, as np.mod
+            if wrapped <= high[k]:
+                q[k] = wrapped
+            else:
+                past_high = wrapped - high[k]
+                past_low = span_low + _TWO_PI - wrapped  # distance up to the next copy of low
+                q[k] = high[k] if past_high <= past_low else low[k]
+
+
 @njit(cache=True)
 def _refine_row(robot, q, target_r, target_p, low, high, max_iterations, tol_m, tol_rad, mu0, floor, ceiling, work):
-    """Refine one row ``q`` (6,) in place with ``work`` from :func:`_scratch`; returns the iterations used."""
+    """Refine one row ``q`` (6,) in place with ``work`` from :func:`_scratch`, first moved into
+    the box (:func:`_project_row`); returns the iterations used."""
     d, a, ca, sa, offset, sign, base, tool = robot
+    _project_row(q, low, high)
     rotation, position, jac, trial_r, trial_p, trial_jac, error, trial_error, step, trial_q, factor = work
     _fk_jacobian_row(d, a, ca, sa, offset, sign, base, tool, q, rotation, position, jac)
     _pose_error_row(rotation, position, target_r, target_p, error)
