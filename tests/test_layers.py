@@ -23,6 +23,7 @@ PACKAGES = ("iklab", "data_gen")
 # Each module's layer. A new module must be added here: the folder says the layer, this map is checked.
 LAYER_OF = {
     "iklab": "package",
+    "iklab.serving": "package",  # the old path of the pyfunc wrapper, for models logged before the folders
     **{
         f"iklab.core.{m}": "core"
         for m in (
@@ -84,7 +85,7 @@ LAYER_OF = {
     **{f"iklab.{m}": "commands" for m in ("train", "search", "cases", "ui", "ablations", "services")},
     **{
         f"data_gen.{m}": "data_gen"
-        for m in ("__init__", "__main__", "cli", "generate", "dataset", "ambiguity", "export")
+        for m in ("__init__", "__main__", "cli", "generate", "dataset", "ambiguity", "export", "region")
     },
 }
 # Which layers each layer may import (its own included). `iklab` itself (the package) anyone may.

@@ -648,6 +648,13 @@ def test_a_model_logged_before_the_layer_folders_still_loads():
     assert np.linalg.norm(reached[:, :3, 3] - poses[result.success, :3, 3], axis=1).max() <= 1e-5
     raw = solver.solve(poses, refine=False)
     assert np.median(np.linalg.norm(fk(load_robot("jaco"), raw.q)[:, :3, 3] - poses[:, :3, 3], axis=1)) < 0.03
+    # and it still serves: its pyfunc code imports the wrapper from iklab.serving, the old path
+    served = mlflow.pyfunc.load_model(str(Path(__file__).parent / "fixtures" / "model-72cf481"))
+    answer = served.predict(_pose_rows(poses[:20]))
+    same = answer["success"].to_numpy() & result.success[:20]
+    assert same.mean() >= 0.95
+    served_q = answer[[f"q{i}" for i in range(6)]].to_numpy()
+    np.testing.assert_allclose(served_q[same], result.q[:20][same], atol=1e-9)
 
 
 @pytest.mark.slow

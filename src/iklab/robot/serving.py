@@ -24,6 +24,8 @@ Bad rows are refused as a whole request (HTTP 400) with the row numbers.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -131,7 +133,11 @@ class IKPyfuncModel(PythonModel):
     def load_context(self, context: object) -> None:
         from mlflow.models import Model
 
-        metadata = Model.load(context.artifacts[NETWORK_ARTIFACT]).metadata[MODEL_METADATA_KEY]
+        # the metadata: from the model's own MLmodel (beside artifacts/), as IKSolver.load reads it;
+        # the Keras copy's is the same, for a model directory copied without its top file
+        top = Path(context.artifacts[NUMPY_NETWORK_ARTIFACT]).parent.parent / "MLmodel"
+        source = top if top.is_file() else context.artifacts[NETWORK_ARTIFACT]
+        metadata = Model.load(str(source)).metadata[MODEL_METADATA_KEY]
         self.solver = IKSolver(NumpyNetwork.load(context.artifacts[NUMPY_NETWORK_ARTIFACT]), metadata)
         self.solver.warm_up()
 
