@@ -1,5 +1,9 @@
 """Find and justify Jaco's default single-branch working region (rerun to reproduce it).
 
+The general method, for any arm, is `python -m data_gen region` (data_gen/region.py, which holds
+the det J scan and the peel this script uses); this script keeps Jaco's own study: the eight
+branch families, the "front", and the table of hand-picked candidate boxes.
+
     .venv/bin/python bench/region_search.py            # scan + candidates + verification, ~2 min
     .venv/bin/python bench/region_search.py --no-verify   # scan + candidates only, ~75 s
 
@@ -91,7 +95,8 @@ import time
 import numpy as np
 
 from data_gen.ambiguity import measure_ambiguity
-from iklab.core.kinematics import Robot, fk, fk_rotation_translation, jacobian, load_robot, to_rtb
+from data_gen.region import det_minority, det_sign, peel
+from iklab.core.kinematics import Robot, fk, fk_rotation_translation, load_robot, to_rtb
 from iklab.core.regions import Region, region_preset
 
 DEG = math.pi / 180.0
@@ -133,13 +138,6 @@ def fmt_bounds(lower_deg, upper_deg) -> str:
     return " ".join(f"[{lo:.0f},{hi:.0f}]" for lo, hi in zip(lower_deg, upper_deg, strict=True))
 
 
-def det_minority(robot: Robot, lower_deg, upper_deg, n: int = 20_000, seed: int = 0) -> float:
-    rng = np.random.default_rng(seed)
-    q = rng.uniform(np.asarray(lower_deg) * DEG, np.asarray(upper_deg) * DEG, size=(n, 6))
-    positive = np.mean(np.linalg.det(jacobian(robot, q)) > 0)
-    return float(min(positive, 1 - positive))
-
-
 def det_profile(robot: Robot, bounds, n: int = 200_000, seed: int = 0, bin_deg: float = 5.0):
     """Print, per joint and 5-degree bin, the % of samples whose det J sign disagrees with the majority.
 
@@ -148,9 +146,9 @@ def det_profile(robot: Robot, bounds, n: int = 200_000, seed: int = 0, bin_deg: 
     lower, upper = box(bounds)
     rng = np.random.default_rng(seed)
     q_deg = rng.uniform(lower, upper, size=(n, 6))
-    det = np.linalg.det(jacobian(robot, q_deg * DEG))
-    majority = 1.0 if np.mean(det > 0) >= 0.5 else -1.0
-    disagree = np.sign(det) != majority
+    sign = det_sign(robot, q_deg)
+    majority = 1.0 if np.mean(sign > 0) >= 0.5 else -1.0
+    disagree = sign != majority
     print(f"  {n} samples, majority sign of det J: {'+' if majority > 0 else '-'}, disagreeing: {disagree.mean():.2%}")
     for j in range(6):
         edges = np.arange(lower[j], upper[j] + 1e-9, bin_deg)
@@ -158,39 +156,6 @@ def det_profile(robot: Robot, bounds, n: int = 200_000, seed: int = 0, bin_deg: 
         frac = [disagree[idx == k].mean() for k in range(len(edges) - 1)]
         print(f"  q{j + 1} [{lower[j]:.0f},{upper[j]:.0f}]: " + " ".join(f"{100 * f:.0f}" for f in frac))
     return q_deg, disagree
-
-
-def peel(
-    q_deg: np.ndarray, disagree: np.ndarray, bounds, step: float = 5.0, target: float = 0.0005, joints=(1, 2, 3, 4)
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink the box by ``step`` at a time until < ``target`` of its samples disagree.
-
-    Each step removes the edge slab (one joint, one side) whose samples
-    disagree most, i.e. cuts back from the nearest singular band. Only
-    q2..q5 are candidates: q1 and q6 do not enter det J.
-    """
-    lower, upper = (b.copy() for b in box(bounds))
-    while True:
-        inside = np.all((q_deg >= lower) & (q_deg <= upper), axis=1)
-        total = disagree[inside].mean()
-        if total < target:
-            return lower, upper
-        worst = None
-        for j in joints:
-            for side in (0, 1):
-                slab = inside & ((q_deg[:, j] < lower[j] + step) if side == 0 else (q_deg[:, j] > upper[j] - step))
-                frac = disagree[slab].mean()
-                if worst is None or frac > worst[0]:
-                    worst = (frac, j, side)
-        frac, j, side = worst
-        if side == 0:
-            lower[j] += step
-        else:
-            upper[j] -= step
-        print(
-            f"    box disagreement {total:6.2%}: cut q{j + 1} {'lower' if side == 0 else 'upper'} "
-            f"edge (slab {frac:5.1%}) -> q{j + 1} [{lower[j]:.0f}, {upper[j]:.0f}]"
-        )
 
 
 # --- workspace ----------------------------------------------------------------
@@ -324,7 +289,7 @@ def main(argv=None) -> int:
     print("\n== step 2: det J sign scan on the chosen family", fmt_bounds(*box(FAMILY)))
     q_deg, disagree = det_profile(robot, FAMILY)
     print("  peeling edges until < 0.05% of the box disagrees:")
-    lower, upper = peel(q_deg, disagree, FAMILY)
+    lower, upper = peel(q_deg, disagree, *box(FAMILY), log=print)  # its lines count joints from q0
     print(f"  -> {fmt_bounds(lower, upper)}  (q4, q6 then trimmed to +-175 to keep the raw-angle seam out of the data)")
     print("  CHOSEN =", fmt_bounds(*box(CHOSEN)))
     print("  rescan of CHOSEN:")

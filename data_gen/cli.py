@@ -1,4 +1,4 @@
-"""`python -m data_gen`: generate, inspect, export-csv, ambiguity.
+"""`python -m data_gen`: generate, inspect, export-csv, ambiguity, region.
 
 Thin: parse arguments, call one function, print. Every user mistake ends as
 one line on stderr and exit code 2, never a library traceback; an OS error
@@ -23,6 +23,7 @@ from .ambiguity import DEFAULT_POSES, DEFAULT_STARTS, measure_ambiguity
 from .dataset import DatasetError, column_stats, read_card, split_counts, verify
 from .export import export_csv
 from .generate import DEFAULT_PART_ROWS, OutputError, SplitFractions, check_replaceable, check_writable, generate
+from .region import DEFAULT_SAMPLES, find_region, region_text, write_atomically
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -44,7 +45,7 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _add_region_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_robot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--robot",
         default=DEFAULT_ROBOT,
@@ -52,6 +53,10 @@ def _add_region_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--base", default=None, help="URDF only: the chain's base link (default: the root link)")
     parser.add_argument("--ee", default=None, help="URDF only: the end-effector link (default: the chain's one end)")
+
+
+def _add_region_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_robot_arguments(parser)
     parser.add_argument(
         "--region",
         default=None,
@@ -113,9 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     amb.add_argument("--seed", type=int, default=0)
     amb.add_argument("--json", action="store_true", help="print the result as JSON")
+    reg = commands.add_parser("region", help="find a single-branch working region (a joint box) for an arm")
+    _add_robot_arguments(reg)
+    reg.add_argument(
+        "--max-ambiguity",
+        type=float,
+        default=1.0,
+        help="largest share of poses with a second solution in the box, percent (default 1)",
+    )
+    reg.add_argument(
+        "--samples", type=int, default=DEFAULT_SAMPLES, help=f"det J scan samples (default {DEFAULT_SAMPLES})"
+    )
+    reg.add_argument("--poses", type=int, default=500, help="poses per candidate's ambiguity (default 500)")
+    reg.add_argument("--starts", type=int, default=32, help="IK starts per pose for candidates (default 32)")
+    reg.add_argument("--verify-poses", type=int, default=2000, help="fresh poses for the winner (default 2000)")
+    reg.add_argument("--seed", type=int, default=0)
+    reg.add_argument("--out", default=None, help="also write the experiment file's data block to this YAML file")
+    reg.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.value_options = {
         option
-        for sub in (gen, ins, exp, amb)
+        for sub in (gen, ins, exp, amb, reg)
         for action in sub._actions
         if action.nargs != 0
         for option in action.option_strings
@@ -131,6 +153,9 @@ _NUMBER_RULES = {
     "poses": ("--poses", 1, False),
     "starts": ("--starts", 1, False),
     "threshold_deg": ("--threshold-deg", 0, True),
+    "samples": ("--samples", 1000, False),
+    "verify_poses": ("--verify-poses", 1, False),
+    "max_ambiguity": ("--max-ambiguity", 0, True),
 }
 
 
@@ -145,6 +170,8 @@ def _check_numbers(args) -> None:
             raise ValueError(f"{option} must be {bound}, got {value}")
     if getattr(args, "threshold_deg", 0) >= 180:  # wrapped joint differences never exceed 180
         raise ValueError(f"--threshold-deg must be below 180, got {args.threshold_deg}")
+    if getattr(args, "max_ambiguity", 0) >= 100:
+        raise ValueError(f"--max-ambiguity is a percentage below 100, got {args.max_ambiguity}")
     if getattr(args, "split", None) is not None:
         if len(args.split) != 3:
             raise ValueError(f"--split needs three fractions (train,val,test), got {args.split}")
@@ -234,7 +261,34 @@ def cmd_ambiguity(args) -> None:
     )
 
 
-COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "export-csv": cmd_export_csv, "ambiguity": cmd_ambiguity}
+def cmd_region(args) -> None:
+    if args.out is not None and Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; pass --overwrite to replace it")  # before minutes of work
+    robot = load_robot(args.robot, args.base, args.ee)
+    found = find_region(
+        robot,
+        max_ambiguity=args.max_ambiguity / 100,
+        samples=args.samples,
+        poses=args.poses,
+        starts=args.starts,
+        verify_poses=args.verify_poses,
+        seed=args.seed,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    text = region_text(found, args.robot, args.base, args.ee)
+    print(text, end="")
+    if args.out is not None:
+        write_atomically(Path(args.out), text)
+        print(f"# written to {args.out}", file=sys.stderr)
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "inspect": cmd_inspect,
+    "export-csv": cmd_export_csv,
+    "ambiguity": cmd_ambiguity,
+    "region": cmd_region,
+}
 
 
 def _interrupt(signum, frame):
