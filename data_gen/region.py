@@ -342,8 +342,8 @@ def fmt_box(lower_deg, upper_deg) -> str:
 
 def region_text(found: RegionSearch, robot_arg: str, base_link: str | None, ee_link: str | None) -> str:
     """What a user pastes: an experiment file's ``data`` block (YAML), the data_gen arguments in a comment."""
-    lower = ", ".join(f"{v:.{_DECIMALS}f}" for v in found.region.lower)
-    upper = ", ".join(f"{v:.{_DECIMALS}f}" for v in found.region.upper)
+    lower = ", ".join(f"{v + 0.0:.{_DECIMALS}f}" for v in found.region.lower)  # + 0.0: no "-0.000000"
+    upper = ", ".join(f"{v + 0.0:.{_DECIMALS}f}" for v in found.region.upper)
     links = "".join(f" {flag} {name}" for flag, name in (("--base", base_link), ("--ee", ee_link)) if name)
     amb = found.ambiguity
     pairs = zip(found.lower_deg.round(3), found.upper_deg.round(3), strict=True)
