@@ -19,7 +19,9 @@ brings inside the joint limits. Figures:
   limits, the nearest solve_all row (which joints differ), another ssik branch within solve_all's
   1 deg duplicate radius, and the network's nearest raw component;
 - solve_all asked for --tight-tolerance (1e-9 m and rad) instead of its defaults, 1,000 poses per
-  call: the coverage a tighter finish gives near singularities, and its time.
+  call: the coverage a tighter finish gives near singularities, and its time;
+- Jaco (no joint narrower than a turn): poses where solve_all found an odd number of solutions
+  (a general 6R arm's come in pairs) retried by iklab's multi-start: the coverage and time.
 
 Run: .venv/bin/python bench/bench_ssik.py --model-puma560 URI --model-jaco URI [--poses 1000]
      (URI: runs:/<run id>/model, models:/..., or a local model directory; MLFLOW_TRACKING_URI
@@ -57,7 +59,7 @@ from ssik_reference import (  # noqa: E402
 from data_gen.generate import sample_joints  # noqa: E402
 from iklab.core.kinematics import fk, jacobian  # noqa: E402
 from iklab.core.regions import region_preset  # noqa: E402
-from iklab.core.solution_sets import DISTINCT_RAD  # noqa: E402
+from iklab.core.solution_sets import DISTINCT_RAD, multi_start  # noqa: E402
 from iklab.robot.solver import IKSolver  # noqa: E402
 
 BATCH_SIZES = (1, 100, 1000)
@@ -86,6 +88,7 @@ class ArmFigures:
     shipped_solutions_per_pose: float
     missed: dict  # how the missed branches look
     tight: dict  # solve_all with --tight-tolerance, at the largest batch: coverage and time
+    parity: dict  # poses with an odd number of solutions retried by multi-start (parity_retry)
 
     @property
     def coverage(self) -> float:
@@ -134,6 +137,34 @@ def shipped_targets(robot_name: str, n: int, seed: int) -> tuple[ssik.Manipulato
     return arm, np.array([arm.fk(row) for row in q])
 
 
+def parity_retry(robot, poses: np.ndarray, found: list, reference: list, starts: int, seed: int) -> dict:
+    """A general 6R arm's branches come in an even number (the real roots of its degree-16
+    polynomial), so where no joint is narrower than a turn (Jaco) an odd count from solve_all
+    marks a pose with a branch missing. Those poses retried with ``starts`` random starts each
+    (iklab's multi-start, added to solve_all's rows): the coverage that gives, and its time over
+    all poses. Empty for an arm with joint limits (inside them any count is possible)."""
+    if bounded_joints(robot).any():
+        return {}
+    odd = np.flatnonzero([len(f) % 2 for f in found])
+    started = time.perf_counter()
+    retried = multi_start(robot, poses[odd], starts, seed=seed) if len(odd) else []
+    seconds = time.perf_counter() - started
+    merged = list(found)
+    for p, more in zip(odd, retried, strict=True):
+        merged[p] = np.concatenate([found[p], more])
+    n_ref = sum(len(r) for r in reference)
+    missing = [p for p in odd if not matched(found[p], reference[p]).all()]
+    return {
+        "odd_poses": len(odd),
+        "odd_poses_missing_a_branch": len(missing),
+        "starts": starts,
+        "coverage": sum(int(matched(f, r).sum()) for f, r in zip(merged, reference, strict=True)) / n_ref,
+        "coverage_1deg": sum(int(matched(f, r, DISTINCT_RAD).sum()) for f, r in zip(merged, reference, strict=True))
+        / n_ref,
+        "us_per_pose": 1e6 * seconds / len(poses),
+    }
+
+
 def tight_figures(found: list, reference: list, seconds: float, tolerance: float) -> dict:
     """solve_all asked for ``tolerance`` (metres and radians) instead of its defaults: does a
     tighter finish turn the near-singular 'imprecise' misses into matches, and at what cost?"""
@@ -158,14 +189,19 @@ def wrong_rows(robot: object, poses: np.ndarray, found: list[np.ndarray]) -> tup
     return int(bad.sum()), float(position_m.max()), float(rotation_rad.max())
 
 
+def bounded_joints(robot: object) -> np.ndarray:
+    """``(6,)`` bool: the joints whose range is narrower than a turn (a full turn's bounds are no
+    stop: the angle wraps)."""
+    return (robot.qlim[1] - robot.qlim[0]) < 2 * math.pi - 1e-9
+
+
 def limit_margin(robot: object, q: np.ndarray) -> np.ndarray:
-    """``(M,)`` radians from the nearest joint limit, over the joints whose range is narrower
-    than a turn (a full turn's bounds are no stop: the angle wraps); inf where there are none."""
-    lower, upper = robot.qlim
-    bounded = (upper - lower) < 2 * math.pi - 1e-9
+    """``(M,)`` radians from the nearest joint limit of a :func:`bounded_joints` joint; inf
+    where there are none."""
+    bounded = bounded_joints(robot)
     if not bounded.any():
         return np.full(len(q), math.inf)
-    return np.minimum(q - lower, upper - q)[:, bounded].min(axis=1)
+    return np.minimum(q - robot.qlim[0], robot.qlim[1] - q)[:, bounded].min(axis=1)
 
 
 def network_answers(solver: IKSolver, poses: np.ndarray) -> np.ndarray:
@@ -342,6 +378,7 @@ def run_arm(name: str, uri: str, args: argparse.Namespace) -> ArmFigures:
         tight=tight_figures(timings["tight"][1], reference, timings["tight"][0], args.tight_tolerance)
         if "tight" in timings
         else {},
+        parity=parity_retry(robot, poses, found, reference, args.retry_starts, args.seed + 3),
     )
     print_coverage(figures, found)
     print_timing(figures)
@@ -376,6 +413,14 @@ def print_coverage(f: ArmFigures, found: list) -> None:
             f"  solve_all to {f.tight['tolerance']:g} m / rad instead of 1e-5 m / 0.01 deg, {BATCH_SIZES[-1]} per "
             f"call: coverage {f.tight['coverage']:.2%}, {f.tight['solutions_per_pose']:.2f} per pose, "
             f"{f.tight['us_per_pose']:.1f} us per pose"
+        )
+    if f.parity:
+        r = f.parity
+        print(
+            f"  poses with an odd number of solutions (a general 6R arm's come in pairs): {r['odd_poses']}, "
+            f"{r['odd_poses_missing_a_branch']} of them missing a branch; retried with {r['starts']} random starts "
+            f"each: coverage {r['coverage']:.2%} (within 1 deg {r['coverage_1deg']:.2%}), "
+            f"+{r['us_per_pose']:.1f} us per pose"
         )
 
 
@@ -433,6 +478,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the fastest counts")
     parser.add_argument("--threads", type=int, default=0, help="numba's and ssik's threads (0: their defaults)")
     parser.add_argument("--tight-tolerance", type=float, default=1e-9, help="also solve_all to this (0: skip)")
+    parser.add_argument("--retry-starts", type=int, default=32, help="multi-start starts per odd pose (parity)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     started = time.perf_counter()
