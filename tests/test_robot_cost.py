@@ -17,6 +17,8 @@ def test_ratios_and_the_budgets_verdicts():
     within = RobotCost(one_pose_us=60.0, batch_us=4.0, ik_lm_us=80.0, batch_rows=10_000, refined=True)
     assert within.one_pose_vs_ik_lm == pytest.approx(0.75) and within.batch_vs_ik_lm == pytest.approx(20.0)
     assert within.over(budget) is None and within.over(None) is None
+    assert RobotCost(120.0, 4.5, 100.0, 10_000, False).over(budget, 1.25) is None  # within the margin
+    assert RobotCost(130.0, 4.0, 100.0, 10_000, False).over(budget, 1.25).startswith("one pose 130 us is 1.30x")
     slow_pose = RobotCost(90.0, 4.0, 80.0, 10_000, True)
     assert slow_pose.over(budget) == "one pose 90 us is 1.12x ik_LM's 80 us (budget 1x)"
     slow_batch = RobotCost(60.0, 8.0, 80.0, 10_000, True)

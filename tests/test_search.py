@@ -129,7 +129,7 @@ def test_a_configuration_over_the_robot_budget_costs_no_training(mlflow_store, t
     study = optuna.load_study(study_name="too-slow", storage=f"sqlite:///{tmp_path}/optuna.db")
     for trial in study.trials:
         reason = trial.user_attrs["prune_reason"]
-        assert reason.startswith("over the robot budget before training (the untrained network without refinement)")
+        assert reason.startswith("over the robot budget before training (the untrained network without refinement, ")
         assert "500-pose batch is" in reason and "(budget at least 1e+09x)" in reason
         run = mlflow_store.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.data.tags["stop_reason"] == reason and run.data.tags["robot_budget"] == "over"

@@ -28,7 +28,12 @@ from iklab.robot.solver import IKSolver
 
 # ik_LM's tolerance (its error norm) and restarts: the settings bench/bench_solver.py compares with
 IK_LM_TOLERANCE = 1e-12
-ROUNDS = 3  # interleaved rounds; the best of each figure is kept
+ROUNDS = 5  # interleaved rounds; the best of each figure is kept (a busy machine's noise is one-sided)
+# Before training a configuration is refused only when its lower bound is over the budget by this
+# factor: the bound is timed in a second or two on a machine that may be busy (trials beside it,
+# other jobs), and a configuration refused by noise is lost to the study, while one let through
+# by it is measured again, trained, before it can be the champion.
+BEFORE_TRAINING_MARGIN = 1.25
 ONE_POSE_CALLS = 100  # one-pose calls per round (and ik_LM's poses), cycling through the poses
 POSES_SEED = 7  # the measuring poses: the same for every trial of every study
 
@@ -69,17 +74,18 @@ class RobotCost:
         """Batch throughput over ik_LM's (above 1: faster)."""
         return self.ik_lm_us / self.batch_us
 
-    def over(self, budget: RobotBudget | None) -> str | None:
-        """Why this cost is over ``budget`` (one line), or None."""
+    def over(self, budget: RobotBudget | None, margin: float = 1.0) -> str | None:
+        """Why this cost is over ``budget`` (by more than ``margin`` times: see
+        :data:`BEFORE_TRAINING_MARGIN`), in one line, or None."""
         if budget is None:
             return None
         reasons = []
-        if self.one_pose_vs_ik_lm > budget.one_pose_vs_ik_lm:
+        if self.one_pose_vs_ik_lm > budget.one_pose_vs_ik_lm * margin:
             reasons.append(
                 f"one pose {self.one_pose_us:.0f} us is {self.one_pose_vs_ik_lm:.2f}x ik_LM's "
                 f"{self.ik_lm_us:.0f} us (budget {budget.one_pose_vs_ik_lm:g}x)"
             )
-        if self.batch_vs_ik_lm < budget.batch_vs_ik_lm:
+        if self.batch_vs_ik_lm * margin < budget.batch_vs_ik_lm:
             reasons.append(
                 f"a {self.batch_rows:,}-pose batch is {self.batch_vs_ik_lm:.1f}x ik_LM's throughput "
                 f"(budget at least {budget.batch_vs_ik_lm:g}x)"

@@ -28,7 +28,13 @@ from iklab.learning.config import ExperimentConfig
 from iklab.learning.console import QuietTrialEnd, process_alive, raise_if_terminated
 from iklab.learning.datasets import config_region
 from iklab.learning.diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
-from iklab.learning.robot_cost import RobotBudget, RobotCost, cost_before_training, cost_of_solver
+from iklab.learning.robot_cost import (
+    BEFORE_TRAINING_MARGIN,
+    RobotBudget,
+    RobotCost,
+    cost_before_training,
+    cost_of_solver,
+)
 from iklab.learning.run_logging import results_table, training_run
 from iklab.learning.training import StoppingCallback, TrainResult, model_metadata, train
 from iklab.robot.solver import IKSolver
@@ -334,11 +340,14 @@ def over_budget_before_training(
     robot = load_robot(experiment.data.robot, experiment.data.base_link, experiment.data.ee_link)
     bound = cost_before_training(experiment, robot, config_region(experiment.data, robot), budget)
     trial.set_user_attr(BEFORE_TRAINING_KEY, bound.to_dict())
-    reason = bound.over(budget)
+    reason = bound.over(budget, BEFORE_TRAINING_MARGIN)
     if reason is None:
         return None
     trial.set_user_attr(REFUSED_KEY, True)
-    reason = f"over the robot budget before training (the untrained network without refinement): {reason}"
+    reason = (
+        f"over the robot budget before training (the untrained network without refinement, over it by more "
+        f"than {BEFORE_TRAINING_MARGIN - 1:.0%}): {reason}"
+    )
     with training_run(
         trial_run_name(trial.number, experiment), f"ik-{robot.name}-search", parent_run_id=parent_run_id, tags=tags
     ) as run:
@@ -567,7 +576,8 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
             result.champion = {
                 "promoted": False,
                 "summary_line": f"no complete trial within the robot budget ({config.robot_budget.describe()}): "
-                "nothing registered",
+                "nothing registered (see the front in the study's run; a faster space, a wider budget or "
+                "robot_budget: null in the search file)",
             }
         result.wall_seconds = time.perf_counter() - started
         log_study_artifacts(config, study, result)
