@@ -41,7 +41,8 @@ def test_every_kind_of_file_is_covered():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TRAINING_FILES, ids=lambda p: p.stem)
-def test_training_file_trains_one_epoch(path, tmp_path, mlflow_store):
+def test_training_file_trains_one_epoch(path, tmp_path, mlflow_store, monkeypatch):
+    monkeypatch.chdir(EXPERIMENTS.parent)  # data.robot: a URDF file's path is relative to the repository
     config = load_experiment(path, [f"{k}={'null' if v is None else v}" for k, v in _tiny(tmp_path).items()])
     result = train(config, log_model=False)
     assert result.status == "finished", result.reason
