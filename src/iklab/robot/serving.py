@@ -50,7 +50,11 @@ def poses_from_rows(rows: object) -> np.ndarray:
         missing = [c for c in POSE_COLUMNS if c not in rows.columns]
         if missing:
             raise ValueError(f"pose rows need columns {POSE_COLUMNS}; missing {missing}")
-        rows = rows[POSE_COLUMNS]
+        # as one block, or by column: selecting them as a frame builds indexes (~1 ms a request)
+        if list(rows.columns) == POSE_COLUMNS:
+            rows = rows.to_numpy()
+        else:
+            rows = np.column_stack([rows[c].to_numpy() for c in POSE_COLUMNS]) if len(rows) else np.zeros((0, 7))
     try:
         values = np.array(rows, dtype=np.float64)  # a copy: pandas 3's views are read-only
     except (TypeError, ValueError):
@@ -70,14 +74,16 @@ def poses_from_rows(rows: object) -> np.ndarray:
 
 
 def result_frame(result: IKResult) -> pd.DataFrame:
-    """An IKResult as one row per pose."""
-    frame = pd.DataFrame(result.q, columns=[f"q{i}" for i in range(result.q.shape[1])])
-    frame["position_error_m"] = result.position_error_m
-    frame["rotation_error_rad"] = result.rotation_error_rad
-    frame["success"] = result.success
-    frame["within_region"] = result.within_region
-    frame["iterations"] = result.iterations
-    return frame
+    """An IKResult as one row per pose (built in one go: a column added at a time costs ~0.2 ms each)."""
+    columns = {f"q{i}": result.q[:, i] for i in range(result.q.shape[1])}
+    columns.update(
+        position_error_m=result.position_error_m,
+        rotation_error_rad=result.rotation_error_rad,
+        success=result.success,
+        within_region=result.within_region,
+        iterations=result.iterations,
+    )
+    return pd.DataFrame(columns)
 
 
 def seeds_from_rows(rows: pd.DataFrame) -> np.ndarray | None:
