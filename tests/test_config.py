@@ -77,3 +77,23 @@ def test_mapping_overrides_keep_values_as_they_are(tmp_path):
     config = load_experiment(path, {"model.batch_norm": "off", "model.widths": [8, 4], "data.train_rows": None})
     assert config.model.batch_norm == "off"  # not YAML's False
     assert config.model.widths == (8, 4) and config.data.train_rows is None
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.activation=" + "x" * 100_000,  # a name that is none of the choices
+        "model.width=" + "9" * 100_000,  # more digits than Python converts: not a YAML value here
+        "training.epochs=[" + "1," * 50_000 + "1]",  # a list where a number goes
+        "x" * 100_000,  # not KEY=VALUE
+    ],
+)
+def test_an_error_never_echoes_a_huge_value_whole(tmp_path, override):
+    path = tmp_path / "e.yaml"
+    path.write_text("data: {rows: 1000}\n")
+    try:
+        load_experiment(path, [override])
+    except ConfigError as exc:
+        assert len(str(exc)) < 400 and "characters)" in str(exc)
+    else:
+        raise AssertionError(f"{override[:30]}... was accepted")

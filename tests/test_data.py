@@ -69,6 +69,7 @@ def test_ensure_dataset_generates_once_and_checks_identity(tmp_path, monkeypatch
     assert dataset.ambiguity is not None and 0.0 <= dataset.ambiguity <= 1.0
     assert dataset.region.name == "working" and dataset.robot.name == "jaco"
     np.testing.assert_allclose(dataset.train.poses(), fk(jaco, dataset.train.q), atol=1e-12)
+    assert not list(path.parent.glob(".*.lock"))  # the generation lock goes with the generation
     mtime = (path / "card.json").stat().st_mtime
     assert D.ensure_dataset(cfg) == path and (path / "card.json").stat().st_mtime == mtime
     with pytest.raises(ValueError, match="holds a different dataset"):
@@ -124,3 +125,29 @@ def test_workers_started_together_on_a_missing_dataset_generate_it_once(tmp_path
     assert len(list(tmp_path.glob("generated-by-*"))) == 1, outputs
     assert {out.strip().splitlines()[-1] for out in outputs} == {"data/jaco-working-20000-s3"}
     assert not list((tmp_path / "data").glob(".jaco-working-20000-s3.tmp-*"))
+    assert not list((tmp_path / "data").glob(".*.lock"))  # no empty lock file left beside it
+
+
+def test_a_waiter_on_a_deleted_lock_file_starts_over(tmp_path):
+    import threading
+
+    path = tmp_path / "data" / "d"
+    order = []
+    holding = threading.Event()
+
+    def first():
+        with D._generation_lock(path):
+            holding.set()
+            order.append("first in")
+            threading.Event().wait(0.3)  # the second asks meanwhile
+            order.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait()
+    with D._generation_lock(path):  # waits, then gets the lock of the deleted file: starts over
+        order.append("second in")
+        assert (tmp_path / "data" / ".d.lock").exists()
+    thread.join()
+    assert order == ["first in", "first out", "second in"]
+    assert not list((tmp_path / "data").glob(".*.lock"))

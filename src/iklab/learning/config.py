@@ -22,6 +22,7 @@ import yaml
 from iklab.core import urdf
 from iklab.core.encodings import INPUT_ENCODINGS, OUTPUT_ENCODINGS
 from iklab.core.kinematics import is_robot_file
+from iklab.core.refine import shown
 
 D = TypeVar("D")  # a config dataclass
 
@@ -232,7 +233,7 @@ def apply_overrides(raw: dict, overrides: str | list[str] | dict | None, source:
             try:
                 items = shlex.split(overrides)
             except ValueError as exc:  # an unclosed quote
-                raise ConfigError(f"--overrides {overrides!r}: {exc} (quote a value as key='a b')") from None
+                raise ConfigError(f"--overrides {shown(overrides)}: {exc} (quote a value as key='a b')") from None
         else:
             items = list(overrides or [])
         pairs = [_parse_override(item, source) for item in items]
@@ -243,7 +244,7 @@ def apply_overrides(raw: dict, overrides: str | list[str] | dict | None, source:
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{source}: override {key!r}: {part!r} is not a section")
+                raise ConfigError(f"{source}: override {shown(key)}: {shown(part)} is not a section")
         node[leaf] = value
     return result
 
@@ -251,8 +252,12 @@ def apply_overrides(raw: dict, overrides: str | list[str] | dict | None, source:
 def _parse_override(item: str, source: str) -> tuple[str, object]:
     key, sep, text = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE (e.g. model.width=256)")
-    return key, yaml.safe_load(text)
+        raise ConfigError(f"{source}: override {shown(item)} is not KEY=VALUE (e.g. model.width=256)")
+    try:
+        return key, yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. an integer of more than 4,300 digits
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{source}: override {shown(item)} is not a YAML value ({shown(first, 120)})") from None
 
 
 def _build(cls: type[D], raw: object, source: str, prefix: str) -> D:
@@ -273,7 +278,7 @@ def _build(cls: type[D], raw: object, source: str, prefix: str) -> D:
         values[name] = value = _coerce(raw[name], hint, source, prefix + name)
         rule = fields[name].metadata
         if rule and value is not None and not rule["check"](value):
-            raise ConfigError(f"{source}: {prefix}{name} must be {rule['rule']}, got {value!r}")
+            raise ConfigError(f"{source}: {prefix}{name} must be {rule['rule']}, got {shown(value)}")
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
@@ -292,11 +297,11 @@ def _coerce(value: object, hint: object, source: str, key: str) -> object:
         return _coerce(value, inner, source, key)
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a mapping, got {shown(value)}")
         return dict(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a list, got {shown(value)}")
         return tuple(_coerce(v, args[0], source, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is float and isinstance(value, str):
         value = _yaml_float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
@@ -307,9 +312,9 @@ def _coerce(value: object, hint: object, source: str, key: str) -> object:
         str: isinstance(value, str),
     }[hint]
     if not ok:
-        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {shown(value)}")
     if hint is float and not math.isfinite(value):
-        raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
+        raise ConfigError(f"{source}: {key} must be a finite number, got {shown(value)}")
     return float(value) if hint is float else value
 
 

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,18 +94,38 @@ def dataset_path(cfg: DataConfig) -> Path:
 def _generation_lock(path: Path) -> Iterator[None]:
     """One process at a time generates ``path``: several search workers started together on a
     missing dataset write it once (the others wait, then read it). An exclusive ``flock`` on a
-    hidden file beside it; the kernel releases it if the holder dies."""
+    hidden file beside it; the kernel releases it if the holder dies. The holder deletes the
+    file before it lets go (no empty lock files left beside the datasets), so a waiter that then
+    gets the lock of a deleted file starts over on a fresh one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "a") as lock:
+    lock_path = path.parent / f".{path.name}.lock"
+    told = False
+    while True:
+        lock = open(lock_path, "a")  # noqa: SIM115 (closed below, after the unlink)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another process that is generating {path} ...", flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not told:
+                    print(f"waiting for another process that is generating {path} ...", flush=True)
+                    told = True
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if _same_file(lock, lock_path):
+                try:
+                    yield
+                finally:
+                    lock_path.unlink(missing_ok=True)  # while held: a newcomer makes a new one
+                return
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()  # releases the lock
+
+
+def _same_file(opened: object, path: Path) -> bool:
+    """Whether ``path`` still names the file ``opened`` (its holder may have deleted it)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(opened.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def ensure_dataset(cfg: DataConfig, progress: bool | None = None) -> Path:
