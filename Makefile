@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help venv lint format test test-fast bench generate search search-long ablations cases ui serve clean postgresql services workers services-down
+.PHONY: help venv lint format test test-fast bench generate search search-long ablations cases ui serve serve-fast clean postgresql services workers services-down
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,6 +87,10 @@ SERVE_PORT ?= 5001
 MODEL ?= models:/ik-jaco@champion
 serve: venv ## the registered champion over HTTP (MODEL, SERVE_PORT)
 	$(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
+
+# The same requests and answers without MLflow's pandas layer (docs/robot-code.md, "Serving over HTTP").
+serve-fast: venv ## the champion over HTTP with iklab's lean server (MODEL, SERVE_PORT)
+	$(BIN)/python -m iklab.serve --model $(MODEL) --port $(SERVE_PORT)
 
 # The default dataset (docs/datasets.md) (about 10 s, 530 MB).
 generate: venv ## the default 5M-row Jaco dataset

@@ -5,7 +5,8 @@ IKSolver.solve at 1, 10, 100 and 10,000 poses per call (calls cycle through the 
 ik_LM's per pose (random start; seeded 3 deg from the answer); seeded solve (seeds 3 deg off the
 sampled joints): exact and within 1 deg of them; a 600-step circle of 6 cm radius through the
 middle of the region followed by solve_path and by ik_LM seeded the same way (previous answer);
-with --http, one-row requests to `mlflow models serve` on loopback (p50/p99).
+with --http, one-row requests on loopback (p50/p99) to `mlflow models serve` and to iklab's lean
+server (`python -m iklab.serve`, the same request format).
 Part 2, the batch table below.
 
 Poses: --poses joint vectors drawn with data_gen's sample_joints from the
@@ -52,6 +53,7 @@ from iklab.studies.services import stop_group  # noqa: E402
 TARGET_SUCCESS = 0.999
 TARGET_SPEEDUP = 20.0
 TARGET_SAME_BRANCH = 0.99
+TARGET_HTTP_MS = 3.0  # one row per request, on loopback (issue 24)
 REPEATS = 3  # best of, for IKSolver
 SEED_NOISE_RAD = math.radians(3)  # "a seed within a few degrees of a solution"
 SEEDED_WITHIN_RAD = math.radians(1)
@@ -177,9 +179,13 @@ def path_figures(robot, q, poses, q_start):
     return check.success.mean(), math.degrees(joint_distance(q, before).max())
 
 
-def http_latencies(model_uri: str, poses, requests: int = 300):
-    """One-row requests to `mlflow models serve` on loopback: (seconds per request, share exact).
-    The server is started here and stopped by its process group id."""
+HTTP_SERVERS = ("mlflow models serve", "python -m iklab.serve")
+
+
+def http_latencies(model_uri: str, poses, requests: int = 300, server_name: str = HTTP_SERVERS[0]):
+    """One-row requests to ``server_name`` (MLflow's server or iklab's lean one, the same request
+    format) on loopback: (seconds per request, share exact). The server is started here and
+    stopped by its process group id."""
     from iklab.core.kinematics import matrix_to_quaternion
 
     with socket.socket() as probe:
@@ -187,20 +193,13 @@ def http_latencies(model_uri: str, poses, requests: int = 300):
         port = probe.getsockname()[1]
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     env = {**os.environ, "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if server_name == HTTP_SERVERS[0]:
+        command = [str(mlflow_cli), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        command += ["-h", "127.0.0.1", "-p", str(port)]
+    else:
+        command = [sys.executable, "-m", "iklab.serve", "--model", model_uri, "--port", str(port)]
     server = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -211,13 +210,13 @@ def http_latencies(model_uri: str, poses, requests: int = 300):
         deadline = time.monotonic() + 180
         while True:
             if server.poll() is not None:
-                sys.exit("bench_solver: mlflow models serve exited before answering")
+                sys.exit(f"bench_solver: {server_name} exited before answering")
             try:
                 with urllib.request.urlopen(f"{base}/ping", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    sys.exit("bench_solver: mlflow models serve did not answer /ping within 180 s")
+                    sys.exit(f"bench_solver: {server_name} did not answer /ping within 180 s")
                 time.sleep(0.5)
         rows = np.hstack([poses[:, :3, 3], matrix_to_quaternion(poses[:, :3, :3])])
         columns = ["x", "y", "z", "qw", "qx", "qy", "qz"]
@@ -294,11 +293,12 @@ def robot_loop_report(args, solver, q_true, targets) -> None:
     )
     http = None
     if args.http:
-        http, http_exact = http_latencies(args.model, targets)
-        print(
-            f"HTTP, mlflow models serve on loopback, 1 row per request: {latency_text(http)}, "
-            f"exact {100 * http_exact:.1f}%"
-        )
+        for server_name in HTTP_SERVERS:  # the last one's figure is the target's: iklab's server
+            http, http_exact = http_latencies(args.model, targets, server_name=server_name)
+            print(
+                f"HTTP, {server_name} on loopback, 1 row per request: {latency_text(http)}, "
+                f"exact {100 * http_exact:.1f}%"
+            )
 
     outside = sum(int(np.sum(~np.all((r.q >= lower) & (r.q <= upper), axis=1))) for r in (seeded, path))
     print("\ntargets (part 1):")
@@ -312,6 +312,12 @@ def robot_loop_report(args, solver, q_true, targets) -> None:
         print(
             f"  10,000 per call, throughput >= {TARGET_SPEEDUP:g}x ik_LM: {rate:,.0f} vs {rtb_rate:,.0f} poses/s = "
             f"{rate / rtb_rate:.1f}x  {verdict(rate / rtb_rate >= TARGET_SPEEDUP)}"
+        )
+    if http is not None:
+        p50 = np.median(http) * 1e3
+        print(
+            f"  HTTP one row, python -m iklab.serve, p50 <= {TARGET_HTTP_MS:g} ms: {p50:.2f} ms  "
+            f"{verdict(p50 <= TARGET_HTTP_MS)}"
         )
     seeded_ok = seeded_stats["success"] >= TARGET_SUCCESS and near_seed >= TARGET_SUCCESS
     print(

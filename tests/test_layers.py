@@ -40,7 +40,10 @@ LAYER_OF = {
             "urdf",
         )
     },
-    **{f"iklab.robot.{m}": "robot" for m in ("__init__", "solver", "network", "serving", "model_metadata")},
+    **{
+        f"iklab.robot.{m}": "robot"
+        for m in ("__init__", "solver", "network", "serving", "model_metadata", "rows", "http_server")
+    },
     **{
         f"iklab.learning.{m}": "learning"
         for m in (
@@ -82,7 +85,7 @@ LAYER_OF = {
             "ablations",
         )
     },
-    **{f"iklab.{m}": "commands" for m in ("train", "search", "cases", "ui", "ablations", "services")},
+    **{f"iklab.{m}": "commands" for m in ("train", "search", "cases", "ui", "ablations", "services", "serve")},
     **{
         f"data_gen.{m}": "data_gen"
         for m in ("__init__", "__main__", "cli", "generate", "dataset", "ambiguity", "export", "region")

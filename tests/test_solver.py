@@ -696,6 +696,6 @@ def test_pyfunc_params_and_empty_requests(trained):
     ):
         with pytest.raises(MlflowException, match=re.escape(words)):
             model.predict(rows, params=params)
-    from iklab.robot.serving import shown
+    from iklab.core.refine import shown
 
     assert len(shown("x" * 50_000_000)) <= 80 and "50,000,002 characters" in shown("x" * 50_000_000)

@@ -35,7 +35,8 @@ from iklab.robot.model_metadata import (
     ModelMetadata,
 )
 from iklab.robot.network import NumpyNetwork
-from iklab.robot.serving import DEFAULT_PARAMS, SEED_COLUMNS, IKPyfuncModel
+from iklab.robot.rows import DEFAULT_PARAMS, SEED_COLUMNS
+from iklab.robot.serving import IKPyfuncModel
 from iklab.robot.solver import IKSolver
 
 # What loading the bare network needs (the pyfunc wrapper needs all of iklab's requirements).

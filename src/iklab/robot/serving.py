@@ -32,16 +32,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-from iklab.core.encodings import POSE_COLUMNS, poses_from_position_quat
-from iklab.core.refine import row_list, shown
+from iklab.core.encodings import POSE_COLUMNS
 from iklab.robot.model_metadata import MODEL_METADATA_KEY, NETWORK_ARTIFACT, NUMPY_NETWORK_ARTIFACT
 from iklab.robot.network import NumpyNetwork
+from iklab.robot.rows import (
+    SEED_COLUMNS,
+    checked_seeds,
+    poses_from_array,
+    result_columns,
+    solve_request,
+)
 from iklab.robot.solver import IKResult, IKSolver
-
-DEFAULT_PARAMS = {"refine": True, "max_iterations": 50, "max_joint_step": 0.0}
-SEED_COLUMNS = [f"seed_q{i}" for i in range(6)]
-# A quaternion this far from unit norm is a mistake, not rounding: refuse it rather than guess.
-_QUATERNION_NORM_TOLERANCE = 1e-3
 
 
 def poses_from_rows(rows: object) -> np.ndarray:
@@ -55,35 +56,12 @@ def poses_from_rows(rows: object) -> np.ndarray:
             rows = rows.to_numpy()
         else:
             rows = np.column_stack([rows[c].to_numpy() for c in POSE_COLUMNS]) if len(rows) else np.zeros((0, 7))
-    try:
-        values = np.array(rows, dtype=np.float64)  # a copy: pandas 3's views are read-only
-    except (TypeError, ValueError):
-        raise ValueError("pose rows must be numbers (x, y, z, qw, qx, qy, qz)") from None
-    if values.ndim != 2 or values.shape[1] != 7:
-        raise ValueError(f"pose rows must have shape (N, 7) = x, y, z, qw, qx, qy, qz; got {values.shape}")
-    bad = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
-    if bad.size:
-        raise ValueError(f"pose rows {row_list(bad)} have NaN or infinite values")
-    bad = np.flatnonzero(np.abs(np.linalg.norm(values[:, 3:], axis=1) - 1.0) > _QUATERNION_NORM_TOLERANCE)
-    if bad.size:
-        raise ValueError(
-            f"pose rows {row_list(bad)} have a quaternion that is not unit length "
-            f"(within {_QUATERNION_NORM_TOLERANCE:g})"
-        )
-    return poses_from_position_quat(values[:, :3], values[:, 3:])
+    return poses_from_array(rows)
 
 
 def result_frame(result: IKResult) -> pd.DataFrame:
     """An IKResult as one row per pose (built in one go: a column added at a time costs ~0.2 ms each)."""
-    columns = {f"q{i}": result.q[:, i] for i in range(result.q.shape[1])}
-    columns.update(
-        position_error_m=result.position_error_m,
-        rotation_error_rad=result.rotation_error_rad,
-        success=result.success,
-        within_region=result.within_region,
-        iterations=result.iterations,
-    )
-    return pd.DataFrame(columns)
+    return pd.DataFrame(result_columns(result))
 
 
 def seeds_from_rows(rows: pd.DataFrame) -> np.ndarray | None:
@@ -100,36 +78,7 @@ def seeds_from_rows(rows: pd.DataFrame) -> np.ndarray | None:
         seeds = rows[SEED_COLUMNS].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
         raise ValueError("seed columns must be numbers (radians) or null") from None
-    given = ~np.isnan(seeds)
-    bad = np.flatnonzero(given.any(axis=1) & ~given.all(axis=1))
-    if bad.size:
-        raise ValueError(f"rows {row_list(bad)} have some seed columns but not all six")
-    bad = np.flatnonzero(np.isinf(seeds).any(axis=1))
-    if bad.size:
-        raise ValueError(f"rows {row_list(bad)} have infinite seeds")
-    return seeds
-
-
-def solve_rows(solver: IKSolver, poses: np.ndarray, seeds: np.ndarray | None, **options: object) -> IKResult:
-    """Solve ``poses``; rows with a seed (no NaN) seeded, the others without one."""
-    step = options.pop("max_joint_step", None)
-    seeded = np.zeros(len(poses), dtype=bool) if seeds is None else ~np.isnan(seeds).any(axis=1)
-    if not seeded.any():
-        return solver.solve(poses, **options)
-    if seeded.all():
-        return solver.solve(poses, q_seed=seeds, max_joint_step=step, **options)
-    parts = [
-        (seeded, solver.solve(poses[seeded], q_seed=seeds[seeded], max_joint_step=step, **options)),
-        (~seeded, solver.solve(poses[~seeded], **options)),
-    ]
-    fields = {}
-    for name in IKResult.__dataclass_fields__:
-        first = getattr(parts[0][1], name)
-        merged = np.empty((len(poses),) + first.shape[1:], dtype=first.dtype)
-        for rows, result in parts:
-            merged[rows] = getattr(result, name)
-        fields[name] = merged
-    return IKResult(**fields)
+    return checked_seeds(seeds)
 
 
 class IKPyfuncModel(PythonModel):
@@ -152,35 +101,8 @@ class IKPyfuncModel(PythonModel):
     # no validation around it, so bad rows still reach poses_from_rows and its message.
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:
-            refine, max_iterations, step = checked_params(params)
             seeds = seeds_from_rows(model_input) if isinstance(model_input, pd.DataFrame) else None
-            if step and seeds is None:
-                raise ValueError(
-                    "max_joint_step needs the seed columns seed_q0..seed_q5: without a seed there is no step to bound"
-                )
-            result = solve_rows(
-                self.solver,
-                poses_from_rows(model_input),
-                seeds,
-                refine=refine,
-                max_iterations=max_iterations,
-                max_joint_step=step or None,
-            )
+            result = solve_request(self.solver, poses_from_rows(model_input), seeds, params)
         except ValueError as exc:  # the caller's mistake: HTTP 400 with the message, not a 500
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         return result_frame(result)
-
-
-def checked_params(params: dict | None) -> tuple[bool, int, float]:
-    """``(refine, max_iterations, max_joint_step)`` from a request's params, defaults filled in;
-    ValueError naming the first bad one (null included: it never means "off")."""
-    params = {**DEFAULT_PARAMS, **(params or {})}
-    refine, iterations, step = params["refine"], params["max_iterations"], params["max_joint_step"]
-    if not isinstance(refine, bool | np.bool_):
-        raise ValueError(f"refine must be true or false, got {shown(refine)}")
-    if isinstance(iterations, bool | np.bool_) or not isinstance(iterations, int | np.integer) or iterations < 0:
-        raise ValueError(f"max_iterations must be an integer >= 0, got {shown(iterations)}")
-    number = isinstance(step, int | float | np.integer | np.floating) and not isinstance(step, bool | np.bool_)
-    if not (number and 0 <= step < np.inf):
-        raise ValueError(f"max_joint_step must be a number >= 0 radians (0: none), got {shown(step)}")
-    return bool(refine), int(iterations), float(step)
