@@ -31,7 +31,7 @@ def _worker(search_path, *extra):
 @pytest.mark.slow
 def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
     path = write_search(
-        tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}}, {"name": "shared", "n_trials": 8, "finalize": False}
+        tmp_path, {"model.width": {"choices": [8, 16, 32, 64]}}, {"name": "shared", "n_trials": 4, "finalize": False}
     )
     make_study(load_search(path))  # the study exists before either worker starts
     workers = [_worker(path), _worker(path)]
@@ -41,9 +41,9 @@ def test_two_worker_processes_share_one_study(mlflow_store, tmp_path):
     numbers = [t.number for t in trials]
     assert sorted(numbers) == list(range(len(trials)))  # nothing lost, nothing duplicated
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(done) == 8  # not one more: a trial asked for at the same moment as the last is not run
+    assert len(done) == 4  # not one more: a trial asked for at the same moment as the last is not run
     surplus = [t for t in trials if t.state == TrialState.FAIL]
-    assert all(t.user_attrs.get("surplus") for t in surplus) and len(trials) == 8 + len(surplus)
+    assert all(t.user_attrs.get("surplus") for t in surplus) and len(trials) == 4 + len(surplus)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     run_ids = [t.user_attrs["mlflow_run_id"] for t in done]
     assert len(set(run_ids)) == len(run_ids)

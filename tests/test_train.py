@@ -179,6 +179,7 @@ def test_a_run_whose_process_is_gone_is_closed_by_the_next_command(mlflow_store)
     orphan = mlflow_store.create_run(experiment, tags={HOST_TAG: host, PID_TAG: str(gone.pid)})
     live = mlflow_store.create_run(experiment, tags={HOST_TAG: host, PID_TAG: str(os.getpid())})
     elsewhere = mlflow_store.create_run(experiment, tags={HOST_TAG: "another-host", PID_TAG: str(gone.pid)})
+    trial = mlflow_store.create_run(experiment, tags={HOST_TAG: host, PID_TAG: str(gone.pid), "study": "s"})
     with training_run("next", "reaped") as run:
         tags = mlflow_store.get_run(run.info.run_id).data.tags
         assert tags[PID_TAG] == str(os.getpid()) and tags[HOST_TAG] == host
@@ -187,4 +188,5 @@ def test_a_run_whose_process_is_gone_is_closed_by_the_next_command(mlflow_store)
     assert closed.data.tags["failure_reason"].startswith(f"its process {gone.pid} on {host} is gone")
     assert mlflow_store.get_run(live.info.run_id).info.status == "RUNNING"  # its process runs
     assert mlflow_store.get_run(elsewhere.info.run_id).info.status == "RUNNING"  # cannot be told from here
+    assert mlflow_store.get_run(trial.info.run_id).info.status == "RUNNING"  # its study's heartbeats end it
     assert mlflow_store.get_run(run.info.run_id).info.status == "FINISHED"

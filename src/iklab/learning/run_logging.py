@@ -78,7 +78,9 @@ HOST_TAG, PID_TAG = "iklab.host", "iklab.pid"
 def reap_dead_runs(experiment_id: str) -> list[str]:
     """End as KILLED, with the reason, the runs of ``experiment_id`` still RUNNING whose process
     on this host is gone (``kill -9``, a crash: nothing of theirs could end them). A run of
-    another host, or whose process still runs, is left alone. Returns the ids it ended."""
+    another host, or whose process still runs, is left alone, and so is a study's (its trials'
+    heartbeats end them FAILED, with the lost trial: `iklab.studies.search_file.fail_lost_runs`).
+    Returns the ids it ended."""
     client, host = MlflowClient(), socket.gethostname()
     try:
         running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
@@ -87,7 +89,9 @@ def reap_dead_runs(experiment_id: str) -> list[str]:
     ended = []
     for run in running:
         pid = run.data.tags.get(PID_TAG, "")
-        if run.data.tags.get(HOST_TAG) != host or not pid.isdigit() or process_alive(int(pid)):
+        if run.data.tags.get(HOST_TAG) != host or not pid.isdigit() or "study" in run.data.tags:
+            continue
+        if process_alive(int(pid)):
             continue
         reason = f"its process {pid} on {host} is gone (killed or crashed); closed by process {os.getpid()}"
         client.set_tag(run.info.run_id, "state", "killed")
