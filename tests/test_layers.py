@@ -42,7 +42,7 @@ LAYER_OF = {
     },
     **{
         f"iklab.robot.{m}": "robot"
-        for m in ("__init__", "solver", "network", "serving", "model_metadata", "rows", "http_server")
+        for m in ("__init__", "solver", "network", "onnx_network", "serving", "model_metadata", "rows", "http_server")
     },
     **{
         f"iklab.learning.{m}": "learning"
@@ -239,6 +239,7 @@ ROBOT_SIDE_EXCEPTIONS = {
     ("iklab.core.kinematics", "roboticstoolbox"),  # load_robot by name, to_rtb; a logged model carries its DH table
     ("iklab.core.kinematics", "spatialmath"),  # to_rtb (roboticstoolbox's own dependency)
     ("iklab.core.urdf", "xacrodoc"),  # reading a .xacro file; a logged model carries its DH table
+    ("iklab.robot.onnx_network", "onnxruntime"),  # the `robot` extra's network runtime; numpy without it
 }
 
 

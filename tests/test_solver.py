@@ -65,6 +65,17 @@ def test_solve_refines_to_tolerance_in_the_trained_branch(trained):
     same_branch = np.max(np.abs((result.q - q_true + np.pi) % (2 * np.pi) - np.pi), axis=1) < math.radians(1)
     assert same_branch.mean() >= 0.99 and result.within_region[ok].mean() >= 0.95
     assert result.iterations.max() <= 50
+    # onnxruntime runs the network here (the test extra has it); the numpy export answers the same
+    assert type(solver.network).__name__ == "OnnxNetwork"
+    numpy_solver = IKSolver.load(trained.model_uri, runtime="numpy")
+    assert type(numpy_solver.network).__name__ == "NumpyNetwork"
+    features = np.random.default_rng(5).normal(size=(64, solver.network.n_inputs)).astype(np.float32)
+    np.testing.assert_allclose(solver.network(features), numpy_solver.network(features), rtol=1e-4, atol=1e-5)
+    again = numpy_solver.solve(poses)
+    assert (again.success == result.success).mean() >= 0.99
+    np.testing.assert_allclose(again.q[ok & again.success], result.q[ok & again.success], atol=1e-6)
+    with pytest.raises(ValueError, match="runtime must be 'auto' or 'numpy'"):
+        IKSolver.load(trained.model_uri, runtime="torch")
 
 
 @pytest.mark.slow
@@ -203,13 +214,19 @@ def test_load_errors(trained, tmp_path):
         IKSolver(None, {"robot": {"name": "jaco"}})
     # a damaged model directory says what is wrong with it (issue 27)
     local = Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path / "copy")))
+    onnx_file = local / "artifacts" / "network.onnx"
+    onnx_file.write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError, match=r"network.onnx: not an ONNX network onnxruntime can run"):
+        IKSolver.load(str(local))
+    onnx_file.unlink()  # the numpy export runs instead
+    assert type(IKSolver.load(str(local)).network).__name__ == "NumpyNetwork"
     network = local / "artifacts" / NUMPY_NETWORK_FILE
     network.write_bytes(os.urandom(4096))
     with pytest.raises(ValueError, match=r"network.npz: not a NumpyNetwork export \(not an .npz archive\)$"):
-        IKSolver.load(str(local))
+        IKSolver.load(str(local), runtime="numpy")
     network.unlink()  # the Keras copy is still there: no silent fallback to it
     with pytest.raises(ValueError, match=r"artifacts/network.npz is missing from the model directory .*incomplete"):
-        IKSolver.load(str(local))
+        IKSolver.load(str(local), runtime="numpy")
 
 
 # --- registry, README example, pyfunc and HTTP serving -----------------------------
@@ -226,9 +243,13 @@ def champion(trained):
 @pytest.mark.slow
 def test_registry_uris_and_the_bare_network(trained, champion, tmp_path):
     _, poses = _targets(5)
-    expected = IKSolver.load(trained.model_uri).solve(poses, refine=False).q
+    # the numpy export: the bare Keras network below runs as one too (onnxruntime's answers differ
+    # by float32 rounding: tests/test_solver.py, test_solve_refines_to_tolerance_in_the_trained_branch)
+    expected = IKSolver.load(trained.model_uri, runtime="numpy").solve(poses, refine=False).q
     for uri in (champion, "models:/ik-jaco@champion"):
-        np.testing.assert_allclose(IKSolver.load(uri).solve(poses, refine=False).q, expected, atol=1e-9)
+        np.testing.assert_allclose(
+            IKSolver.load(uri, runtime="numpy").solve(poses, refine=False).q, expected, atol=1e-9
+        )
     # the Keras network inside the pyfunc carries the metadata too (what iklab logged before the wrapper)
     local = mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path))
     network = IKSolver.load(f"{local}/artifacts/{NETWORK_ARTIFACT}")
@@ -428,7 +449,7 @@ def test_angle_output_models_load_without_their_custom_loss(module_mlflow_store)
     )
     assert result.status == "finished"
     _, poses = _targets(20)
-    solver = IKSolver.load(result.model_uri)
+    solver = IKSolver.load(result.model_uri, runtime="numpy")  # as the pyfunc runs it
     assert solver.output_encoding == "angles"
     expected = solver.solve(poses, refine=False).q
     served = mlflow.pyfunc.load_model(result.model_uri).predict(_pose_rows(poses), params={"refine": False})

@@ -1,7 +1,8 @@
 """What a network costs robot code, and the budget a search holds it to.
 
 A network's cost is its solver's time (:class:`~iklab.robot.solver.IKSolver`: the pose encoding,
-the network's numpy export, refinement, the FK check) for one pose per call and for a batch of
+the network in the runtime robot code runs (onnxruntime where installed, as `IKSolver.load`; else
+the numpy export), refinement, the FK check) for one pose per call and for a batch of
 10,000, each against roboticstoolbox's ``ik_LM`` (one pose per call, what a robot engineer would
 call instead) on the same poses in the same process. Rounds are interleaved and the best of each
 kept, and the figure is a ratio, so it carries from the machine that measured it to the robot's
@@ -15,8 +16,10 @@ it, the weights do not. A configuration over budget there is known before it cos
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +27,8 @@ from iklab.core.kinematics import Robot, fk, to_rtb
 from iklab.core.regions import Region
 from iklab.learning.config import ExperimentConfig, at_least, positive
 from iklab.robot.model_metadata import ModelMetadata
+from iklab.robot.network import NumpyNetwork
+from iklab.robot.onnx_network import OnnxNetwork, onnxruntime_installed
 from iklab.robot.solver import IKSolver
 
 # ik_LM's tolerance (its error norm) and restarts: the settings bench/bench_solver.py compares with
@@ -168,11 +173,24 @@ def cost_before_training(config: ExperimentConfig, robot: Robot, region: Region,
         train_targets=angles if config.data.output_encoding == "angles" else None,
     )
     metadata = ModelMetadata(robot, region, config.data.input_encoding, config.data.output_encoding)
-    solver = IKSolver(model, metadata)
+    solver = robot_solver(model, metadata)
     del model
     keras.backend.clear_session()
     solver.warm_up()
     return measure_cost(solver, poses, refine=False)
+
+
+def robot_solver(model: object, metadata: ModelMetadata) -> IKSolver:
+    """The solver robot code will run for a Keras ``model``: its network as ONNX in onnxruntime
+    where that is installed (as `IKSolver.load` runs a logged model: `iklab.robot.onnx_network`),
+    else its numpy export."""
+    network = NumpyNetwork.from_model(model)
+    if not onnxruntime_installed():
+        return IKSolver(network, metadata)
+    from iklab.learning.onnx_export import save_onnx
+
+    with tempfile.TemporaryDirectory(prefix="iklab-cost-") as folder:
+        return IKSolver(OnnxNetwork(save_onnx(network, Path(folder) / "network.onnx"), network), metadata)
 
 
 def cost_of_solver(solver: IKSolver, budget: RobotBudget) -> RobotCost:

@@ -51,9 +51,11 @@ from iklab.robot.model_metadata import (
     NETWORK_ARTIFACT,
     NUMPY_NETWORK_ARTIFACT,
     NUMPY_NETWORK_FILE,
+    ONNX_NETWORK_FILE,
     ModelMetadata,
 )
 from iklab.robot.network import NumpyNetwork, warm_kernels
+from iklab.robot.onnx_network import OnnxNetwork, onnxruntime_installed
 
 # solve_all's refinement steps: a component in a solution's basin converges in ~10; one that is
 # not rarely does later (Puma560 mixture, 300 poses: coverage 91.4% at 50 steps, 91.3% at 20)
@@ -88,19 +90,24 @@ class IKSolver:
 
     def __init__(self, model: object, metadata: ModelMetadata | dict) -> None:
         """``model``: a Keras network taking raw pose features, or its :class:`NumpyNetwork`
-        export; ``metadata``: what it was trained on. A Keras model is exported here, and the
-        export is what runs (same answers to float32 rounding, without Keras' per-call cost)."""
+        export (or an :class:`OnnxNetwork`); ``metadata``: what it was trained on. A Keras model
+        is exported here, and the export is what runs (same answers to float32 rounding, without
+        Keras' per-call cost)."""
         if not isinstance(metadata, ModelMetadata):
             metadata = ModelMetadata.from_dict(metadata)
         self.metadata = metadata
         self.robot, self.region = metadata.robot, metadata.region
         self.input_encoding, self.output_encoding = metadata.input_encoding, metadata.output_encoding
-        self.network = model if isinstance(model, NumpyNetwork) else NumpyNetwork.from_model(model)
+        self.network = model if isinstance(model, NumpyNetwork | OnnxNetwork) else NumpyNetwork.from_model(model)
         self._limits = JointLimits.of(self.robot.qlim[0], self.robot.qlim[1])
 
     @classmethod
-    def load(cls, uri: str, *, robot: str | None = None) -> IKSolver:
-        """Load from an MLflow URI or a local model directory; ``robot`` checks the model's robot."""
+    def load(cls, uri: str, *, robot: str | None = None, runtime: str = "auto") -> IKSolver:
+        """Load from an MLflow URI or a local model directory; ``robot`` checks the model's robot.
+        ``runtime``: "auto" runs the network's ONNX file with onnxruntime where both are there
+        (`iklab.robot.onnx_network`), else its numpy export; "numpy": the numpy export."""
+        if runtime not in ("auto", "numpy"):
+            raise ValueError(f"runtime must be 'auto' or 'numpy', got {shown(runtime)}")
         local, spec = _model_files(uri)
         raw = (spec.get("metadata") or {}).get(MODEL_METADATA_KEY)
         if raw is None:
@@ -112,8 +119,12 @@ class IKSolver:
             return cls(_load_keras(str(local)), metadata)
         # the pyfunc wrapper: its numpy export, read directly (no pyfunc, pandas or TensorFlow)
         exported = local / "artifacts" / NUMPY_NETWORK_FILE
+        onnx_file = local / "artifacts" / ONNX_NETWORK_FILE
         pyfunc_artifacts = ((spec.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
-        if exported.is_file():
+        if onnx_file.is_file() and runtime != "numpy" and onnxruntime_installed():
+            small = NumpyNetwork.load(exported) if exported.is_file() else None  # one pose: the quicker
+            solver = cls(OnnxNetwork(onnx_file, small), metadata)  # batches: the faster runtime, where installed
+        elif exported.is_file():
             solver = cls(NumpyNetwork.load(exported), metadata)
         elif NUMPY_NETWORK_ARTIFACT in pyfunc_artifacts:  # logged with it: the directory lost it
             raise ValueError(

@@ -34,10 +34,10 @@ from iklab.learning.robot_cost import (
     RobotCost,
     cost_before_training,
     cost_of_solver,
+    robot_solver,
 )
 from iklab.learning.run_logging import results_table, training_run
 from iklab.learning.training import StoppingCallback, TrainResult, model_metadata, train
-from iklab.robot.solver import IKSolver
 from iklab.studies import robot_front, study_plots
 from iklab.studies.registry import ComparisonRows, register_and_compare
 from iklab.studies.robot_front import BEFORE_TRAINING_KEY, COST_KEY, REFUSED_KEY, WITHIN_KEY, chosen_trial
@@ -360,7 +360,7 @@ def over_budget_before_training(
 
 def log_robot_cost(result: TrainResult, experiment: ExperimentConfig, budget: RobotBudget | None) -> RobotCost:
     """Measure the trained network's cost (refined solves) and log it on its run beside its error."""
-    solver = IKSolver(result.model, model_metadata(experiment, result.dataset))
+    solver = robot_solver(result.model, model_metadata(experiment, result.dataset))
     cost = cost_of_solver(solver, budget or RobotBudget())
     client = mlflow.MlflowClient()
     client.log_batch(
