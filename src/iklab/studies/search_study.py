@@ -291,7 +291,8 @@ def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.
         raise_if_terminated()  # a signal between two trials
         if surplus(trial, config.study.n_trials):
             trial.set_user_attr(SURPLUS_KEY, True)
-            trial.study.stop()  # this worker is done: the study has its trials
+            objective.stopped_on_surplus = True
+            trial.study.stop()  # this worker is done: the study has its trials (run_search checks)
             raise SurplusTrial(f"not run: trials before it fill the study's n_trials ({config.study.n_trials})")
         trial.set_user_attr("mlflow_parent_run_id", parent_run_id)  # for fail_lost_runs
         params = sample_params(trial, config.space)
@@ -328,6 +329,7 @@ def objective_for(config: SearchConfig, parent_run_id: str) -> Callable[[optuna.
         trial.set_user_attr(WITHIN_KEY, cost.over(config.robot_budget) is None)
         return result.metrics[M.VAL_POSITION_MEDIAN]
 
+    objective.stopped_on_surplus = False
     return objective
 
 
@@ -545,15 +547,28 @@ def run_search(config: SearchConfig, study: optuna.Study | None = None) -> Study
                 study.enqueue_trial(params, skip_if_exists=True)
             trials_started = time.perf_counter()
             stop = MaxTrialsCallback(config.study.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            study.optimize(
-                objective_for(config, parent.info.run_id),
-                n_trials=config.study.n_trials,
-                timeout=config.study.timeout_minutes * 60,
-                callbacks=[stop, progress_line(started)],
-                gc_after_trial=True,
-                catch=(Exception,),
-            )  # a crashing trial is a failed trial
-            settle_lost_trials(study, config.study.heartbeat_seconds)
+            objective = objective_for(config, parent.info.run_id)
+            deadline = time.monotonic() + config.study.timeout_minutes * 60
+            while True:
+                study.optimize(
+                    objective,
+                    n_trials=config.study.n_trials,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    callbacks=[stop, progress_line(started)],
+                    gc_after_trial=True,
+                    catch=(Exception,),
+                )  # a crashing trial is a failed trial
+                failed_before = trial_counts(study)["failed"]
+                settle_lost_trials(study, config.study.heartbeat_seconds)
+                # stopped on a surplus trial while a dead worker's trial still held a slot, and that
+                # trial was failed while settling: go on while the study is short and time lasts (a
+                # live worker's running trial keeps its slot: that worker finishes the study)
+                counts = trial_counts(study)
+                short = counts["complete"] + counts["pruned"] < config.study.n_trials
+                lost = counts["failed"] > failed_before
+                if not (objective.stopped_on_surplus and short and lost and time.monotonic() < deadline):
+                    break
+                objective.stopped_on_surplus = False
             close_orphan_runs(study)
         result = StudyResult(config.study.name, parent.info.run_id, trial_counts(study))
         if not finished:
