@@ -137,7 +137,9 @@ def measure_cost(
     robot = solver.robot
     ets = to_rtb(robot).ets()
     starts = np.random.default_rng(POSES_SEED).uniform(robot.qlim[0], robot.qlim[1], size=(len(singles), 6))
-    solver.solve(singles[:1], refine=refine)  # this process's first call: its buffers, outside the timing
+    for _ in range(3):  # the paths timed, warm (their kernels compiled or read from numba's cache)
+        solver.solve(singles[:1], refine=refine)
+    solver.solve(poses, refine=refine)
     ik_lm, one, batch = math.inf, math.inf, math.inf
     for _ in range(rounds):
         started = time.perf_counter()
@@ -173,10 +175,7 @@ def cost_before_training(config: ExperimentConfig, robot: Robot, region: Region,
         train_targets=angles if config.data.output_encoding == "angles" else None,
     )
     metadata = ModelMetadata(robot, region, config.data.input_encoding, config.data.output_encoding)
-    solver = robot_solver(model, metadata)
-    del model
-    keras.backend.clear_session()
-    solver.warm_up()
+    solver = robot_solver(model, metadata)  # a copy of its weights: the Keras model can go
     return measure_cost(solver, poses, refine=False)
 
 
@@ -195,5 +194,4 @@ def robot_solver(model: object, metadata: ModelMetadata) -> IKSolver:
 
 def cost_of_solver(solver: IKSolver, budget: RobotBudget) -> RobotCost:
     """A trained network's cost: its solver refined, on the measuring poses of its region."""
-    solver.warm_up()
     return measure_cost(solver, measuring_poses(solver.robot, solver.region, budget.batch_rows))
