@@ -26,10 +26,19 @@ import numpy as np
 
 from iklab.core.encodings import POSE_COLUMNS
 from iklab.core.refine import shown
-from iklab.robot.rows import SEED_COLUMNS, checked_seeds, poses_from_array, result_columns, solve_request
+from iklab.robot.rows import (
+    SEED_COLUMNS,
+    checked_seeds,
+    has_seed_columns,
+    poses_from_array,
+    require_pose_columns,
+    result_columns,
+    solve_request,
+)
 from iklab.robot.solver import IKSolver
 
 MAX_BODY_BYTES = 256 * 1024 * 1024  # a request larger than this is refused (413), not read
+MAX_MESSAGE_CHARACTERS = 2000  # of a 400's message
 
 
 def parse_request(request: object) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
@@ -55,22 +64,16 @@ def parse_request(request: object) -> tuple[np.ndarray, np.ndarray | None, dict 
         data = [[record.get(c) for c in columns] for record in records]
     else:
         raise ValueError(f"the request needs dataframe_split or dataframe_records; got keys {sorted(request)[:5]}")
-    missing = [c for c in POSE_COLUMNS if c not in columns]
-    if missing:
-        raise ValueError(f"pose rows need columns {POSE_COLUMNS}; missing {missing}")
+    require_pose_columns(columns)
+    seeded = has_seed_columns(columns)
     try:
         values = np.array(data, dtype=np.float64).reshape(len(data), len(columns))  # null -> NaN
     except (TypeError, ValueError):
         raise ValueError("every value must be a number (or null for an absent seed)") from None
     index = {c: i for i, c in enumerate(columns)}
     poses = poses_from_array(values[:, [index[c] for c in POSE_COLUMNS]])
-    present = [c for c in SEED_COLUMNS if c in index]
-    if not present:
+    if not seeded:
         return poses, None, params
-    if len(present) < len(SEED_COLUMNS):
-        raise ValueError(
-            f"seed columns come as all of {SEED_COLUMNS}; missing {sorted(set(SEED_COLUMNS) - set(present))}"
-        )
     return poses, checked_seeds(values[:, [index[c] for c in SEED_COLUMNS]]), params
 
 
@@ -80,7 +83,10 @@ def answer(solver: IKSolver, body: bytes) -> tuple[int, dict]:
         poses, seeds, params = parse_request(json.loads(body))
         result = solve_request(solver, poses, seeds, params)
     except ValueError as exc:  # json's decode errors included
-        return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": shown(str(exc), 2000).strip("'\"")}
+        message = str(exc)  # our checks cut the values they quote; a long message is cut here too
+        if len(message) > MAX_MESSAGE_CHARACTERS:
+            message = f"{message[:MAX_MESSAGE_CHARACTERS]}... ({len(message):,} characters)"
+        return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": message}
     columns = {name: values.tolist() for name, values in result_columns(result).items()}
     names = list(columns)
     return 200, {"predictions": [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]}

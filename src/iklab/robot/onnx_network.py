@@ -40,8 +40,10 @@ class OnnxNetwork:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         try:
-            # two sessions: waking a sleeping thread pool costs a one-pose call ~40 us, more than its pass
-            self._single, self._session = session(1), session(0)  # 0: one thread per core
+            self._session = session(0)  # 0: one thread per core
+            # small batches on one thread (where no numpy export runs them): waking a sleeping pool
+            # costs a one-pose call ~40 us, more than its pass
+            self._single = session(1) if small is None else None
         except Exception as exc:  # onnxruntime's own exception types: a file it cannot read
             raise ValueError(f"{path}: not an ONNX network onnxruntime can run ({exc})") from None
         (source,), (target,) = self._session.get_inputs(), self._session.get_outputs()

@@ -18,15 +18,25 @@ from iklab.robot.solver import IKResult, IKSolver
 
 DEFAULT_PARAMS = {"refine": True, "max_iterations": 50, "max_joint_step": 0.0}
 SEED_COLUMNS = [f"seed_q{i}" for i in range(6)]
-RESULT_COLUMNS = [f"q{i}" for i in range(6)] + [
-    "position_error_m",
-    "rotation_error_rad",
-    "success",
-    "within_region",
-    "iterations",
-]
 # A quaternion this far from unit norm is a mistake, not rounding: refuse it rather than guess.
 _QUATERNION_NORM_TOLERANCE = 1e-3
+
+
+def require_pose_columns(columns: object) -> None:
+    """ValueError naming the pose columns a request's ``columns`` lack."""
+    missing = [c for c in POSE_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"pose rows need columns {POSE_COLUMNS}; missing {missing}")
+
+
+def has_seed_columns(columns: object) -> bool:
+    """Whether a request's ``columns`` carry seeds; ValueError if only some seed columns are there."""
+    present = [c for c in SEED_COLUMNS if c in columns]
+    if present and len(present) < len(SEED_COLUMNS):
+        raise ValueError(
+            f"seed columns come as all of {SEED_COLUMNS}; missing {sorted(set(SEED_COLUMNS) - set(present))}"
+        )
+    return bool(present)
 
 
 def poses_from_array(rows: object) -> np.ndarray:
@@ -120,6 +130,3 @@ def result_columns(result: IKResult) -> dict[str, np.ndarray]:
         iterations=result.iterations,
     )
     return columns
-
-
-__all__ = ["POSE_COLUMNS", "SEED_COLUMNS", "DEFAULT_PARAMS", "RESULT_COLUMNS"]

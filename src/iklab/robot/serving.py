@@ -38,7 +38,9 @@ from iklab.robot.network import NumpyNetwork
 from iklab.robot.rows import (
     SEED_COLUMNS,
     checked_seeds,
+    has_seed_columns,
     poses_from_array,
+    require_pose_columns,
     result_columns,
     solve_request,
 )
@@ -48,9 +50,7 @@ from iklab.robot.solver import IKResult, IKSolver
 def poses_from_rows(rows: object) -> np.ndarray:
     """``(N, 7)`` rows (x, y, z, qw, qx, qy, qz) or a DataFrame with those columns -> ``(N, 4, 4)``."""
     if isinstance(rows, pd.DataFrame):
-        missing = [c for c in POSE_COLUMNS if c not in rows.columns]
-        if missing:
-            raise ValueError(f"pose rows need columns {POSE_COLUMNS}; missing {missing}")
+        require_pose_columns(rows.columns)
         # as one block, or by column: selecting them as a frame builds indexes (~1 ms a request)
         if list(rows.columns) == POSE_COLUMNS:
             rows = rows.to_numpy()
@@ -67,13 +67,8 @@ def result_frame(result: IKResult) -> pd.DataFrame:
 def seeds_from_rows(rows: pd.DataFrame) -> np.ndarray | None:
     """The optional seed columns -> ``(N, 6)`` radians, NaN rows where no seed was given; None
     without seed columns. A row with some but not all six seeds is refused."""
-    present = [c for c in SEED_COLUMNS if c in rows.columns]
-    if not present:
+    if not has_seed_columns(rows.columns):
         return None
-    if len(present) < len(SEED_COLUMNS):
-        raise ValueError(
-            f"seed columns come as all of {SEED_COLUMNS}; missing {sorted(set(SEED_COLUMNS) - set(present))}"
-        )
     try:
         seeds = rows[SEED_COLUMNS].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
