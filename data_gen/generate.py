@@ -34,6 +34,7 @@ from tqdm import tqdm
 import iklab
 from iklab.core.encodings import JOINT_COLUMNS
 from iklab.core.kinematics import Robot, fk_rotation_translation, matrix_to_quaternion
+from iklab.core.processes import process_alive
 from iklab.core.regions import Region
 
 CARD_NAME = "card.json"
@@ -292,7 +293,7 @@ def _remove_stale_temporaries(out: Path) -> None:
     for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
         for path in out.parent.glob(pattern):
             pid = path.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 _remove_tree(path)
 
 
@@ -317,13 +318,3 @@ def _missing_ancestors(out: Path) -> list[Path]:
             break
         missing.append(parent)
     return missing
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

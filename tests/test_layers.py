@@ -37,6 +37,7 @@ LAYER_OF = {
             "refine_kernel",
             "solution_sets",
             "install",
+            "processes",
             "urdf",
         )
     },

@@ -154,16 +154,3 @@ def run_heavy(
     except KeyboardInterrupt as exc:  # Ctrl-C or a Terminated signal
         print(f"{prog}: stopped ({str(exc) or 'interrupted'}); {runs} marked KILLED", file=sys.stderr)
         return (143 if isinstance(exc, Terminated) else 130), None
-
-
-def process_alive(pid: object) -> bool:
-    """Whether process ``pid`` of this host still runs (True when it cannot be told)."""
-    if not isinstance(pid, int):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True

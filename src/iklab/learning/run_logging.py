@@ -26,10 +26,11 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from iklab.core.processes import process_alive
 from iklab.learning import metric_names as M
 from iklab.learning.branch_coverage import SolutionSetReport, solution_set_figure
 from iklab.learning.config import ExperimentConfig, flatten, to_yaml
-from iklab.learning.console import process_alive, raise_if_terminated
+from iklab.learning.console import raise_if_terminated
 from iklab.learning.datasets import Dataset
 from iklab.learning.diagnostics import Flag, dead_unit_heatmap, diagnosis_markdown
 from iklab.learning.experiment_pages import describe_experiment

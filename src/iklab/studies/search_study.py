@@ -23,9 +23,10 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from iklab.core.kinematics import load_robot
+from iklab.core.processes import process_alive
 from iklab.learning import metric_names as M
 from iklab.learning.config import ExperimentConfig
-from iklab.learning.console import QuietTrialEnd, process_alive, raise_if_terminated
+from iklab.learning.console import QuietTrialEnd, raise_if_terminated
 from iklab.learning.datasets import config_region
 from iklab.learning.diagnostics import COLLAPSE_R2, DEAD_LAYER_FRACTION
 from iklab.learning.robot_cost import (
