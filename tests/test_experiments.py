@@ -28,6 +28,8 @@ TINY = {
     "evaluation.knn_rows": 1000,
     "evaluation.test_rows": 200,
 }
+# A mixture's solution sets (solve_all against a multi-start reference), shrunk the same way.
+TINY_SOLUTION_SETS = {"evaluation.solution_set_poses": 20, "evaluation.reference_starts": 32}
 
 
 def _tiny(tmp_path: Path) -> dict:
@@ -43,7 +45,10 @@ def test_every_kind_of_file_is_covered():
 @pytest.mark.parametrize("path", TRAINING_FILES, ids=lambda p: p.stem)
 def test_training_file_trains_one_epoch(path, tmp_path, mlflow_store, monkeypatch):
     monkeypatch.chdir(EXPERIMENTS.parent)  # data.robot: a URDF file's path is relative to the repository
-    config = load_experiment(path, [f"{k}={'null' if v is None else v}" for k, v in _tiny(tmp_path).items()])
+    tiny = _tiny(tmp_path)
+    if load_experiment(path).data.output_encoding == "mixture":
+        tiny.update(TINY_SOLUTION_SETS)
+    config = load_experiment(path, [f"{k}={'null' if v is None else v}" for k, v in tiny.items()])
     result = train(config, log_model=False)
     assert result.status == "finished", result.reason
     assert len(result.history) == 1 and math.isfinite(result.metrics["test/position_error_mm_median"])
@@ -58,10 +63,11 @@ def test_search_file_runs_one_trial_and_finalizes(path, tmp_path, mlflow_store, 
         path, {"n_trials": 1, "timeout_minutes": 5, "name": "tiny", "storage": f"sqlite:///{tmp_path / 'optuna.db'}"}
     )
     tiny = _tiny(tmp_path)
+    shrunk = {k: v for k, v in TINY_SOLUTION_SETS.items() if k in config.trial_overrides}
     config = replace(
         config,
-        trial_overrides={**config.trial_overrides, **tiny, "data.train_rows": None},
-        final_overrides={**config.final_overrides, **tiny},
+        trial_overrides={**config.trial_overrides, **tiny, **shrunk, "data.train_rows": None},
+        final_overrides={**config.final_overrides, **tiny, **shrunk},
         # the file's budget is a timing on this machine: here the file's mechanics are under test
         # (tests/test_search.py holds budgets to verdicts no machine's timing can flip)
         robot_budget=None,
