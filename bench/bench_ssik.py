@@ -18,10 +18,9 @@ brings inside the joint limits. Figures:
 - the missed branches: smallest singular value of the Jacobian there, margin to the joint
   limits, the nearest solve_all row (which joints differ), another ssik branch within solve_all's
   1 deg duplicate radius, and the network's nearest raw component;
-- solve_all asked for --tight-tolerance (1e-9 m and rad) instead of its defaults, 1,000 poses per
-  call: the coverage a tighter finish gives near singularities, and its time;
-- Jaco (no joint narrower than a turn): poses where solve_all found an odd number of solutions
-  (a general 6R arm's come in pairs) retried by iklab's multi-start: the coverage and time.
+- solve_all with complete_pairs=False (no search for a pose's missing twin; on Jaco, whose joints
+  all turn fully, solve_all looks for one where it found an odd number), 1,000 poses per call:
+  the coverage the pair search adds, and its time.
 
 Run: .venv/bin/python bench/bench_ssik.py --model-puma560 URI --model-jaco URI [--poses 1000]
      (URI: runs:/<run id>/model, models:/..., or a local model directory; MLFLOW_TRACKING_URI
@@ -59,7 +58,7 @@ from ssik_reference import (  # noqa: E402
 from data_gen.generate import sample_joints  # noqa: E402
 from iklab.core.kinematics import fk, jacobian  # noqa: E402
 from iklab.core.regions import region_preset  # noqa: E402
-from iklab.core.solution_sets import DISTINCT_RAD, multi_start  # noqa: E402
+from iklab.core.solution_sets import DISTINCT_RAD  # noqa: E402
 from iklab.robot.solver import IKSolver  # noqa: E402
 
 BATCH_SIZES = (1, 100, 1000)
@@ -87,8 +86,7 @@ class ArmFigures:
     shipped_us: float  # ssik's shipped solver of the same family, its own poses
     shipped_solutions_per_pose: float
     missed: dict  # how the missed branches look
-    tight: dict  # solve_all with --tight-tolerance, at the largest batch: coverage and time
-    parity: dict  # poses with an odd number of solutions retried by multi-start (parity_retry)
+    without_pairs: dict  # solve_all(complete_pairs=False), at the largest batch: coverage and time
 
     @property
     def coverage(self) -> float:
@@ -137,41 +135,14 @@ def shipped_targets(robot_name: str, n: int, seed: int) -> tuple[ssik.Manipulato
     return arm, np.array([arm.fk(row) for row in q])
 
 
-def parity_retry(robot, poses: np.ndarray, found: list, reference: list, starts: int, seed: int) -> dict:
-    """A general 6R arm's branches come in an even number (the real roots of its degree-16
-    polynomial), so where no joint is narrower than a turn (Jaco) an odd count from solve_all
-    marks a pose with a branch missing. Those poses retried with ``starts`` random starts each
-    (iklab's multi-start, added to solve_all's rows): the coverage that gives, and its time over
-    all poses. Empty for an arm with joint limits (inside them any count is possible)."""
-    if bounded_joints(robot).any():
-        return {}
-    odd = np.flatnonzero([len(f) % 2 for f in found])
-    started = time.perf_counter()
-    retried = multi_start(robot, poses[odd], starts, seed=seed) if len(odd) else []
-    seconds = time.perf_counter() - started
-    merged = list(found)
-    for p, more in zip(odd, retried, strict=True):
-        merged[p] = np.concatenate([found[p], more])
+def set_figures(found: list, reference: list, seconds: float) -> dict:
+    """Coverage (1e-3 rad and 1 deg), solutions per pose and time per pose of one solve_all variant."""
     n_ref = sum(len(r) for r in reference)
-    missing = [p for p in odd if not matched(found[p], reference[p]).all()]
     return {
-        "odd_poses": len(odd),
-        "odd_poses_missing_a_branch": len(missing),
-        "starts": starts,
-        "coverage": sum(int(matched(f, r).sum()) for f, r in zip(merged, reference, strict=True)) / n_ref,
-        "coverage_1deg": sum(int(matched(f, r, DISTINCT_RAD).sum()) for f, r in zip(merged, reference, strict=True))
+        "coverage": sum(int(matched(f, r).sum()) for f, r in zip(found, reference, strict=True)) / n_ref,
+        "coverage_1deg": sum(int(matched(f, r, DISTINCT_RAD).sum()) for f, r in zip(found, reference, strict=True))
         / n_ref,
-        "us_per_pose": 1e6 * seconds / len(poses),
-    }
-
-
-def tight_figures(found: list, reference: list, seconds: float, tolerance: float) -> dict:
-    """solve_all asked for ``tolerance`` (metres and radians) instead of its defaults: does a
-    tighter finish turn the near-singular 'imprecise' misses into matches, and at what cost?"""
-    return {
-        "tolerance": tolerance,
-        "coverage": sum(int(matched(f, r).sum()) for f, r in zip(found, reference, strict=True))
-        / sum(len(r) for r in reference),
+        "odd_poses": sum(len(f) % 2 for f in found),
         "solutions_per_pose": sum(len(f) for f in found) / len(found),
         "us_per_pose": 1e6 * seconds / len(found),
     }
@@ -340,9 +311,7 @@ def measure(solver: IKSolver, arm: ssik.Manipulator, poses: np.ndarray, args: ar
     works = {"ssik": ssik_work(arm.solve, dh_targets(solver.robot, poses))}
     works["shipped"] = ssik_work(shipped_arm.solve, own_targets)
     works.update({size: solve_all_work(solver, poses, size) for size in BATCH_SIZES})
-    if args.tight_tolerance:
-        tight = {"tolerance_m": args.tight_tolerance, "tolerance_rad": args.tight_tolerance}
-        works["tight"] = solve_all_work(solver, poses, BATCH_SIZES[-1], **tight)
+    works["without_pairs"] = solve_all_work(solver, poses, BATCH_SIZES[-1], complete_pairs=False)
     return timed_rounds(args.repeats, works)
 
 
@@ -375,10 +344,7 @@ def run_arm(name: str, uri: str, args: argparse.Namespace) -> ArmFigures:
         shipped_us=1e6 * timings["shipped"][0] / len(poses),
         shipped_solutions_per_pose=float(np.mean([len(a) for a in timings["shipped"][1]])),
         missed=characterize(robot, reference, found, network_answers(solver, poses), np.concatenate(hits)),
-        tight=tight_figures(timings["tight"][1], reference, timings["tight"][0], args.tight_tolerance)
-        if "tight" in timings
-        else {},
-        parity=parity_retry(robot, poses, found, reference, args.retry_starts, args.seed + 3),
+        without_pairs=set_figures(timings["without_pairs"][1], reference, timings["without_pairs"][0]),
     )
     print_coverage(figures, found)
     print_timing(figures)
@@ -408,20 +374,13 @@ def print_coverage(f: ArmFigures, found: list) -> None:
         f"extra {extra} ({unknown} with no ssik branch within 1 deg); wrong {wrong} (worst {worst_m:.1e} m, "
         f"{math.degrees(worst_rad):.1e} deg); poses with none: {sum(not len(x) for x in found)}"
     )
-    if f.tight:
-        print(
-            f"  solve_all to {f.tight['tolerance']:g} m / rad instead of 1e-5 m / 0.01 deg, {BATCH_SIZES[-1]} per "
-            f"call: coverage {f.tight['coverage']:.2%}, {f.tight['solutions_per_pose']:.2f} per pose, "
-            f"{f.tight['us_per_pose']:.1f} us per pose"
-        )
-    if f.parity:
-        r = f.parity
-        print(
-            f"  poses with an odd number of solutions (a general 6R arm's come in pairs): {r['odd_poses']}, "
-            f"{r['odd_poses_missing_a_branch']} of them missing a branch; retried with {r['starts']} random starts "
-            f"each: coverage {r['coverage']:.2%} (within 1 deg {r['coverage_1deg']:.2%}), "
-            f"+{r['us_per_pose']:.1f} us per pose"
-        )
+    r = f.without_pairs
+    print(
+        f"  odd solution counts: {sum(len(x) % 2 for x in found)} poses; without the pair search "
+        f"(complete_pairs=False), {BATCH_SIZES[-1]} per call: coverage {r['coverage']:.2%} (within 1 deg "
+        f"{r['coverage_1deg']:.2%}), {r['odd_poses']} odd, {r['solutions_per_pose']:.2f} per pose, "
+        f"{r['us_per_pose']:.1f} us per pose"
+    )
 
 
 def print_timing(f: ArmFigures) -> None:
@@ -477,8 +436,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=26, help="joint sampler's seed (the datasets use 0)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the fastest counts")
     parser.add_argument("--threads", type=int, default=0, help="numba's and ssik's threads (0: their defaults)")
-    parser.add_argument("--tight-tolerance", type=float, default=1e-9, help="also solve_all to this (0: skip)")
-    parser.add_argument("--retry-starts", type=int, default=32, help="multi-start starts per odd pose (parity)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 
 from iklab.core import kinematics as K
 from iklab.core.kinematics import jacobian
-from iklab.core.refine import into_limits, refine, rotation_log
+from iklab.core.refine import into_limits, refine, refine_checked, rotation_log
 
 DEG = math.pi / 180.0
 # Jaco's `working` region (iklab.core.regions), degrees: one IK branch, away from singularities.
@@ -276,3 +276,23 @@ def test_the_damped_step_solves_the_normal_equations(rng):
         _damped_step_row(jac, error, mu, step, scratch)
         expected = jac.T @ np.linalg.solve(jac @ jac.T + mu * np.eye(6), error)
         np.testing.assert_allclose(step, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_an_exact_finish_goes_on_to_1e_10_and_keeps_rows_short_of_it(jaco, rng):
+    """refine_checked's exact_tolerance (solve_all's finish): converged rows end within 1e-10 m
+    and rad; success is still the asked tolerance's, so a row the step budget stops short of
+    the finish stays a success."""
+    q_true, q0, targets = working_batch(jaco, rng, 300, perturbation_deg=3.0)
+    target_r, target_p = np.ascontiguousarray(targets[:, :3, :3]), np.ascontiguousarray(targets[:, :3, 3])
+    plain = refine_checked(jaco, q0, target_r, target_p, None, 25, TOLERANCE_M, TOLERANCE_RAD)
+    exact = refine_checked(jaco, q0, target_r, target_p, None, 25, TOLERANCE_M, TOLERANCE_RAD, exact_tolerance=1e-10)
+    assert plain.success.all() and exact.success.all()
+    assert plain.position_error_m.max() > 1e-8  # the plain stop is at 1e-5 m: most rows end well above 1e-10
+    assert exact.position_error_m.max() <= 1e-10 and exact.rotation_error_rad.max() <= 1e-10
+    assert np.all(exact.iterations >= plain.iterations) and exact.iterations.mean() <= plain.iterations.mean() + 3
+    # one step from 0.05 deg away: within 1e-5 m for most rows, 1e-10 for none; success judged at 1e-5
+    q_near = q_true + rng.uniform(-0.05, 0.05, size=q_true.shape) * DEG
+    one = refine_checked(jaco, q_near, target_r, target_p, None, 1, TOLERANCE_M, TOLERANCE_RAD, exact_tolerance=1e-10)
+    one_plain = refine_checked(jaco, q_near, target_r, target_p, None, 1, TOLERANCE_M, TOLERANCE_RAD)
+    np.testing.assert_array_equal(one.success, one_plain.success)
+    assert one.success.any() and one.position_error_m[one.success].min() > 1e-10

@@ -10,8 +10,10 @@ import roboticstoolbox as rtb
 
 from iklab.core.encodings import decode_outputs
 from iklab.core.kinematics import fk, load_robot, wrap_angle
+from iklab.core.regions import region_preset
 from iklab.core.solution_sets import (
     DISTINCT_RAD,
+    EXACT_DISTINCT_RAD,
     cheapest_match,
     compare_sets,
     distinct,
@@ -25,6 +27,8 @@ from iklab.learning.config import experiment_from_dict
 from iklab.learning.diagnostics import R2_MEAN, evaluate_flags, fit_metrics
 from iklab.learning.task_loss import pose_targets
 from iklab.learning.training import nearest_component_decoder, train
+from iklab.robot.model_metadata import ModelMetadata
+from iklab.robot.network import NumpyNetwork
 from iklab.robot.solver import IKSolver, joint_distance
 
 
@@ -65,6 +69,17 @@ def test_distinct_mask_keeps_each_poses_exact_candidates_as_distinct_does():
     assert 0 < keep.sum() < success.sum()  # the near-duplicates were dropped, not everything
     with pytest.raises(ValueError, match="candidates"):
         distinct_mask(q[0], success[0])
+
+
+def test_distinct_mask_compares_a_pair_with_the_larger_of_their_radii():
+    base = np.radians([10.0, 20, 30, 40, 50, 60])
+    q = np.array([[base, base + np.radians(0.5), base + np.radians(0.5) + 2e-4]])  # 0.5 deg, then 2e-4 rad
+    success = np.ones((1, 3), dtype=bool)
+    both_exact = np.full((1, 3), 1e-3)
+    assert distinct_mask(q, success, both_exact).tolist() == [[True, True, False]]
+    one_imprecise = np.array([[1e-3, DISTINCT_RAD, 1e-3]])  # row 1 only to 1 deg: one solution with row 0
+    assert distinct_mask(q, success, one_imprecise).tolist() == [[True, False, True]]
+    assert distinct_mask(q, success).tolist() == [[True, False, False]]  # one radius, 1 deg: one solution
 
 
 def test_compare_sets_counts_matches_extras_and_full_poses():
@@ -167,9 +182,12 @@ def test_solve_all_returns_exact_distinct_solutions_and_seeds_pick_the_nearest(t
             assert np.linalg.norm(reached[:3, 3] - pose[:3, 3]) < 2e-5
             assert np.all((q >= puma.qlim[0] - 1e-9) & (q <= puma.qlim[1] + 1e-9))
         assert found.success.all()
-        if len(found.q) > 1:
+        if len(found.q) > 1:  # distinct: 1 deg apart, or 1e-3 rad where both are exact to 1e-10
             gaps = np.abs(wrap_angle(found.q[:, None] - found.q[None])).max(axis=2)
-            assert gaps[~np.eye(len(found.q), dtype=bool)].min() > DISTINCT_RAD
+            gaps[np.eye(len(found.q), dtype=bool)] = np.inf
+            exact = (found.position_error_m <= 1e-10) & (found.rotation_error_rad <= 1e-10)
+            close = gaps <= DISTINCT_RAD
+            assert gaps.min() > EXACT_DISTINCT_RAD and np.all(exact[np.any(close, axis=1)])
     # seeded: start 0.3 rad from the second solution of a pose; the answer is exact and at least
     # as near the seed as every solution solve_all found (up to 1e-3 rad: one solution, refined
     # to the 0.01 deg tolerance from two starts, lands ~1e-5 rad apart; branches lie > 1 deg apart)
@@ -215,3 +233,41 @@ def test_mixture_flags_collapse_on_ambiguous_data_and_stay_quiet_on_a_healthy_mi
     assert evaluate_flags([], ambiguity=0.99, effective_components=3.2) == []
     assert evaluate_flags([], ambiguity=0.001, effective_components=1.0) == []  # one branch: one component is right
     assert [f.name for f in evaluate_flags([], ambiguity=0.99)] == ["ambiguous_data"]  # a regressor on it
+
+
+class _GivenAnswers(IKSolver):
+    """solve_all with a stand-in for the network: one given answer per pose (no network runs)."""
+
+    def __init__(self, robot, answers):
+        metadata = ModelMetadata(robot, region_preset(robot, "full"), "xyz_quat", "angles")
+        super().__init__(NumpyNetwork.__new__(NumpyNetwork), metadata)
+        self.given = answers
+
+    def _answers(self, poses):
+        return [self.given]
+
+
+def test_solve_all_seeks_the_missing_twin_of_an_odd_solution_count():
+    """Jaco turns fully in every joint, so a pose's solutions come in pairs: given one exact
+    answer per pose (an odd count), solve_all seeks the missing one next to it. Every row it
+    adds is exact by FK, inside the limits and distinct."""
+    jaco = load_robot("jaco")
+    q_true = np.random.default_rng(3).uniform(jaco.qlim[0], jaco.qlim[1], size=(200, 6))
+    poses = fk(jaco, q_true)
+    solver = _GivenAnswers(jaco, q_true)
+    alone = solver.solve_all(poses, complete_pairs=False)
+    assert [len(r.q) for r in alone] == [1] * 200
+    paired = solver.solve_all(poses)
+    counts = np.array([len(r.q) for r in paired])
+    assert (counts >= 2).mean() >= 0.5, np.bincount(counts)  # measured: 59.5% (seed 3; 40.5% keep one)
+    for pose, result, q in zip(poses, paired, q_true, strict=True):
+        np.testing.assert_allclose(result.q[0], q)  # the network's answer first
+        reached = fk(jaco, result.q)
+        assert np.linalg.norm(reached[:, :3, 3] - pose[:3, 3], axis=1).max() <= 1e-5 and result.success.all()
+        assert np.all((result.q >= jaco.qlim[0]) & (result.q <= jaco.qlim[1]))
+        if len(result.q) > 1:
+            gaps = np.abs(wrap_angle(result.q[:, None] - result.q[None])).max(axis=2)
+            assert gaps[~np.eye(len(result.q), dtype=bool)].min() > 1e-3
+    puma = load_robot("puma560")  # limits narrower than a turn: any count is possible, nothing sought
+    q_puma = np.random.default_rng(4).uniform(puma.qlim[0], puma.qlim[1], size=(20, 6))
+    assert [len(r.q) for r in _GivenAnswers(puma, q_puma).solve_all(fk(puma, q_puma))] == [1] * 20

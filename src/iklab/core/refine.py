@@ -136,10 +136,13 @@ def refine_checked(
     tolerance_m: float = 1e-5,
     tolerance_rad: float = 1e-5,
     damping: float = 1e-3,
+    exact_tolerance: float | None = None,
 ) -> RefineResult:
     """:func:`refine` on inputs already checked: ``q`` ``(N, 6)`` float64 (copied), target
     rotations ``(N, 3, 3)`` and positions ``(N, 3)`` contiguous float64 (the solver's fast path).
-    ``q`` itself is not changed."""
+    ``q`` itself is not changed. With ``exact_tolerance`` (metres and radians) each row goes on
+    to it within ``max_iterations`` (Newton: one or two steps more), while success is still
+    judged at ``tolerance_m``/``tolerance_rad``: a row short of the finish is kept."""
     if limits is None:
         low, high = -_UNLIMITED, _UNLIMITED
     else:
@@ -153,13 +156,19 @@ def refine_checked(
         low,
         high,
         int(max_iterations),
-        float(tolerance_m),
-        float(tolerance_rad),
+        float(tolerance_m if exact_tolerance is None else min(tolerance_m, exact_tolerance)),
+        float(tolerance_rad if exact_tolerance is None else min(tolerance_rad, exact_tolerance)),
         float(damping),
         _DAMPING_FLOOR,
         _DAMPING_CEILING,
     )
     return verify_checked(robot, q, target_r, target_p, limits, tolerance_m, tolerance_rad, iterations)
+
+
+# solve_all's finish (refine_checked's ``exact_tolerance``): rows of one solution then agree to
+# about 1e-8 rad even next to a singularity, where a 1e-5 m stop leaves up to 0.016 rad in the
+# joints (docs/ssik.md)
+EXACT_TOLERANCE = 1e-10  # metres and radians
 
 
 def verify(

@@ -26,6 +26,9 @@ from iklab.core.refine import JointLimits, refine_checked
 
 _TWO_PI = 2.0 * math.pi
 DISTINCT_RAD = math.radians(1.0)  # solutions closer than this in every joint are one solution
+# ... once finished to 1e-10 m and rad (solve_all; refine_checked's exact_tolerance): two branches about to
+# meet at a singularity can be a fraction of a degree apart, and rows of one branch agree to ~1e-8
+EXACT_DISTINCT_RAD = 1e-3
 MULTI_START_ITERATIONS = 100  # random starts are far from any solution: more steps than a network's answer needs
 # Iteration caps a speed comparison tries multi-start at: fewer steps per start and more starts
 # can be cheaper for the same coverage (Puma560, 500 poses, ~97% coverage: 64 starts of at most
@@ -40,20 +43,23 @@ def distinct(q: np.ndarray, tolerance_rad: float = DISTINCT_RAD) -> np.ndarray:
     return np.flatnonzero(distinct_mask(q[None], np.ones((1, len(q)), dtype=bool), tolerance_rad)[0])
 
 
-def distinct_mask(q: np.ndarray, success: np.ndarray, tolerance_rad: float = DISTINCT_RAD) -> np.ndarray:
+def distinct_mask(q: np.ndarray, success: np.ndarray, tolerance_rad: float | np.ndarray = DISTINCT_RAD) -> np.ndarray:
     """Candidates ``(N, K, J)`` with their ``success`` ``(N, K)`` -> ``(N, K)`` bool: the exact
     candidates kept, per pose, in order: one is dropped when it is within ``tolerance_rad`` of an
-    exact one kept before it. Compiled: numpy's (N, K, K, J) comparison took 15-30 ms of a
-    500-pose, 12-component solve_all (about a sixth of it)."""
+    exact one kept before it. ``tolerance_rad`` is one radius or one per candidate ``(N, K)``
+    (two candidates are compared with the larger of theirs: a precise pair with a small one, a
+    pair with an imprecise row with its wide one). Compiled: numpy's (N, K, K, J) comparison
+    took 15-30 ms of a 500-pose, 12-component solve_all (about a sixth of it)."""
     q = np.ascontiguousarray(q, dtype=np.float64)
     success = np.ascontiguousarray(success, dtype=np.bool_)
     if q.ndim != 3 or success.shape != q.shape[:2]:
         raise ValueError(f"expected candidates (N, K, J) and success (N, K), got {q.shape} and {success.shape}")
-    return _distinct_rows(q, success, float(tolerance_rad))
+    radius = np.ascontiguousarray(np.broadcast_to(np.asarray(tolerance_rad, dtype=np.float64), success.shape))
+    return _distinct_rows(q, success, radius)
 
 
 @njit(cache=True)
-def _distinct_rows(q: np.ndarray, success: np.ndarray, tolerance: float) -> np.ndarray:
+def _distinct_rows(q: np.ndarray, success: np.ndarray, radius: np.ndarray) -> np.ndarray:
     n, k, joints = q.shape
     keep = np.zeros((n, k), dtype=np.bool_)
     for pose in range(n):
@@ -64,6 +70,7 @@ def _distinct_rows(q: np.ndarray, success: np.ndarray, tolerance: float) -> np.n
             for i in range(j):
                 if not keep[pose, i]:
                     continue
+                tolerance = max(radius[pose, j], radius[pose, i])
                 far = False
                 for m in range(joints):
                     gap = abs(q[pose, j, m] - q[pose, i, m]) % _TWO_PI  # the wrapped difference's size
