@@ -13,6 +13,7 @@ from helpers import HEALTHY, StepClock, tiny_experiment
 from iklab.core.encodings import decode_outputs
 from iklab.core.kinematics import fk
 from iklab.learning import metric_names as M
+from iklab.learning import run_logging
 from iklab.learning.config import experiment_from_dict
 from iklab.learning.models import TimeBudget
 from iklab.learning.training import train
@@ -57,6 +58,10 @@ def test_tiny_train_logs_metrics_artifacts_and_a_loadable_model(mlflow_store, ja
     assert re.fullmatch(r"[0-9a-f]{40}", commit) and commit == head.stdout.strip()
     assert run.data.tags["dataset"].startswith("jaco-custom-")
     assert result.flags == [] and run.data.tags["flags"] == "none"  # a healthy run raises no flag
+    # the UI's side-by-side names (a mixture's in test_solution_sets.py): one answer, no solution sets
+    assert metrics["branches/raw_position_error_mm_median"] == metrics["test/position_error_mm_median"]
+    assert metrics["branches/raw_rotation_error_deg_median"] == metrics["test/rotation_error_deg_median"]
+    assert "branches/coverage" not in metrics and run.data.tags["branches"] == "one: a single answer over region custom"
     artifacts = {a.path for a in mlflow_store.list_artifacts(result.run_id)}
     artifacts |= {a.path for a in mlflow_store.list_artifacts(result.run_id, "plots")}
     assert {
@@ -190,3 +195,33 @@ def test_a_run_whose_process_is_gone_is_closed_by_the_next_command(mlflow_store)
     assert mlflow_store.get_run(elsewhere.info.run_id).info.status == "RUNNING"  # cannot be told from here
     assert mlflow_store.get_run(trial.info.run_id).info.status == "RUNNING"  # its study's heartbeats end it
     assert mlflow_store.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_logging_a_dataset_another_run_is_inserting_at_the_same_moment_is_retried(mlflow_store, monkeypatch):
+    """Two workers logging one new dataset at once: MLflow's server lets one insert break its
+    unique key (seen on PostgreSQL). The loser calls again and links the dataset then; any other
+    tracking error is raised as it is."""
+    real, calls = mlflow.log_input, []
+
+    def racing(dataset, context=None):
+        calls.append(context)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException(
+                "BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates unique "
+                'constraint "dataset_pk"'
+            )
+        return real(dataset, context=context)
+
+    monkeypatch.setattr(run_logging.mlflow, "log_input", racing)
+    sample = mlflow.data.from_numpy(np.zeros((3, 2)), name="rows", digest="d" * 32)
+    mlflow.set_experiment("dataset-race")  # in this test's store (another test may have set one of its own)
+    with mlflow.start_run() as run:
+        run_logging.log_dataset_input(sample)
+    assert calls == ["training", "training"]
+    (logged,) = mlflow_store.get_run(run.info.run_id).inputs.dataset_inputs
+    assert logged.dataset.name == "rows"
+    monkeypatch.setattr(
+        run_logging.mlflow, "log_input", lambda *a, **k: (_ for _ in ()).throw(mlflow.exceptions.MlflowException("no"))
+    )
+    with mlflow.start_run(), pytest.raises(mlflow.exceptions.MlflowException, match="no"):
+        run_logging.log_dataset_input(sample)

@@ -169,7 +169,27 @@ def log_setup(
     sample = mlflow.data.from_numpy(
         x_train[:1000], source=local_dataset_source(dataset.path), name=dataset.path.name, digest=dataset.digest[:32]
     )
-    mlflow.log_input(sample, context="training")
+    log_dataset_input(sample)
+
+
+# What the tracking store says when two runs log the same new dataset to one experiment at the
+# same moment: MLflow's server looks the dataset up, then inserts it, and the second insert breaks
+# its unique key (seen with three search workers on PostgreSQL: "duplicate key value violates
+# unique constraint dataset_pk"; SQLite says "UNIQUE constraint failed"). Once the first insert
+# has landed, the same call finds the dataset and only links it to the run.
+_DATASET_RACE = ("unique constraint", "duplicate key", "duplicate entry")
+
+
+def log_dataset_input(dataset: object) -> None:
+    """``mlflow.log_input`` of the training rows, again (up to twice) when it lost that race."""
+    for attempt in range(3):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as exc:
+            if attempt == 2 or not any(words in str(exc).lower() for words in _DATASET_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def local_dataset_source(path: os.PathLike) -> DatasetSource:
@@ -258,6 +278,12 @@ def log_solution_sets(report: SolutionSetReport, title: str) -> None:
     """The solution-set metrics (``test/solutions/*``) and their plot."""
     mlflow.log_metrics(report.metrics)
     mlflow.log_figure(solution_set_figure(report, title), "plots/solution_sets.png")
+
+
+def log_branch_figures(figures: dict[str, float], tag: str) -> None:
+    """The run's branches/* figures and its ``branches`` tag (branch_coverage.branch_figures)."""
+    mlflow.log_metrics(figures)
+    mlflow.set_tag(M.BRANCHES_TAG, tag)
 
 
 def log_failure(reason: str, flags: list[Flag], diagnostics_history: list[dict]) -> None:
