@@ -75,3 +75,9 @@ def test_search_file_runs_one_trial_and_finalizes(path, tmp_path, mlflow_store, 
     result = run_search(config)
     assert result.counts["complete"] == 1, result.counts
     assert result.champion.get("new_version") == 1, result.champion  # retrained and registered
+    # the study's run carries its champion's branches/*: coverage where the file's models give every branch
+    parent = mlflow_store.get_run(result.parent_run_id).data
+    mixture = parent.tags["branches"].startswith("every:")
+    assert mixture == (path.stem == "search_puma560_full")
+    assert ("branches/coverage" in parent.metrics) == mixture
+    assert "branches/raw_position_error_mm_median" in parent.metrics

@@ -116,6 +116,12 @@ def test_study_nests_trials_registers_a_champion_that_loads(mlflow_store, tmp_pa
     summary = mlflow_store.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
     assert "**Robot budget:** one pose at most 1e+06x ik_LM's time" in summary
     assert "| trial | val median mm | one pose us | one pose / ik_LM | batch x ik_LM | within budget |" in summary
+    # the champion's branches/* on the study's run, beside a full-range study's (the same names)
+    parent = mlflow_store.get_run(result.parent_run_id)
+    raw = final[0].data.metrics["test/position_error_mm_median"]
+    assert parent.data.metrics["branches/raw_position_error_mm_median"] == pytest.approx(raw)
+    assert parent.data.tags["branches"] == final[0].data.tags["branches"] == "one: a single answer over region custom"
+    assert f"**Branches:** one: a single answer over region custom; raw median {raw:.2f} mm" in summary
 
 
 @pytest.mark.slow

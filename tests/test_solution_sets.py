@@ -163,6 +163,12 @@ def test_a_mixture_run_logs_components_per_epoch_and_solution_sets(trained):
     assert solutions["reference_solutions_per_pose"] > 3.0  # Puma560: 4.6 inside its limits
     artifacts = {a.path for a in store.list_artifacts(result.run_id, "plots")}
     assert "plots/solution_sets.png" in artifacts
+    # the UI's side-by-side names: the same branches/* as a single-answer run, from the mixture's own figures
+    assert metrics[M.BRANCHES_RAW_POSITION] == best and metrics[M.BRANCHES_COVERAGE] == solutions["coverage"]
+    assert metrics[M.BRANCHES_RAW_ROTATION] == metrics[M.TEST_BEST_COMPONENT + M.ROTATION_MEDIAN]
+    assert metrics[M.BRANCHES_SOLUTIONS] == solutions["found_solutions_per_pose"]
+    tag = store.get_run(result.run_id).data.tags[M.BRANCHES_TAG]
+    assert tag == "every: a mixture of 8 answers over region full, solve_all"
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import numpy as np
 from iklab.core.kinematics import Robot
 from iklab.core.refine import verify
 from iklab.core.solution_sets import cheapest_match, compare_sets, distinct, multi_start
+from iklab.learning import metric_names as M
 from iklab.learning.metric_names import SOLUTIONS
 from iklab.robot.solver import IKSolver
 
@@ -135,3 +136,38 @@ def puma560_closed_form_sets(robot: Robot, poses: np.ndarray) -> list[np.ndarray
         exact = check.q[check.success]
         sets.append(exact[distinct(exact)])
     return sets
+
+
+def branch_figures(metrics: dict[str, float], mixture: bool) -> dict[str, float]:
+    """A run's ``branches/*`` figures from its test metrics (``M.BRANCHES``): the same names on a
+    single-answer run and a mixture's, for the UI's side-by-side comparison."""
+    raw = M.TEST_BEST_COMPONENT if mixture else M.TEST  # a mixture's raw answer: its best component
+    figures = {
+        M.BRANCHES_RAW_POSITION: metrics[raw + M.POSITION_MEDIAN],
+        M.BRANCHES_RAW_ROTATION: metrics[raw + M.ROTATION_MEDIAN],
+    }
+    if M.SOLUTION_COVERAGE in metrics:  # solution sets measured (a mixture's default)
+        figures[M.BRANCHES_COVERAGE] = metrics[M.SOLUTION_COVERAGE]
+        figures[M.BRANCHES_SOLUTIONS] = metrics[SOLUTIONS + "found_solutions_per_pose"]
+    return figures
+
+
+def branches_tag(mixture: bool, components: int, region: str) -> str:
+    """The run's ``branches`` tag: which model gives every branch, in words."""
+    if mixture:
+        return f"every: a mixture of {components} answers over region {region}, solve_all"
+    return f"one: a single answer over region {region}"
+
+
+def branches_line(metrics: dict[str, float], tag: str) -> str:
+    """One line of markdown for a study's summary: the champion's branches/* figures."""
+    line = (
+        f"**Branches:** {tag}; raw median {metrics[M.BRANCHES_RAW_POSITION]:.2f} mm, "
+        f"{metrics[M.BRANCHES_RAW_ROTATION]:.2f} deg"
+    )
+    if M.BRANCHES_COVERAGE in metrics:
+        line += (
+            f"; coverage {metrics[M.BRANCHES_COVERAGE]:.1%} of multi-start IK's branches "
+            f"({metrics[M.BRANCHES_SOLUTIONS]:.2f} solutions per pose)"
+        )
+    return line + "."

@@ -20,6 +20,16 @@ TEST_POSITION_MEDIAN = TEST + POSITION_MEDIAN
 TEST_EFFECTIVE_COMPONENTS = TEST + MIXTURE + "effective_components_mean"
 SOLUTIONS = TEST + "solutions/"  # solution sets of test poses (iklab.learning.branch_coverage)
 SOLUTION_COVERAGE = SOLUTIONS + "coverage"  # share of the multi-start reference's solutions found
+# The same figures on every run, single-branch or every-branch (branch_coverage.branch_figures),
+# so runs of both kinds compare side by side in the UI: the raw network's median errors (a
+# mixture's best component), and where solution sets were measured the share of every IK branch
+# solve_all returns and its solutions per pose. The run's `branches` tag says which kind it is.
+BRANCHES = "branches/"
+BRANCHES_RAW_POSITION = BRANCHES + "raw_" + POSITION_MEDIAN
+BRANCHES_RAW_ROTATION = BRANCHES + "raw_" + ROTATION_MEDIAN
+BRANCHES_COVERAGE = BRANCHES + "coverage"
+BRANCHES_SOLUTIONS = BRANCHES + "solutions_per_pose"
+BRANCHES_TAG = "branches"
 VAL_POSITION_MEDIAN = VAL + POSITION_MEDIAN  # the finished model on the whole validation split
 KNN_POSITION_MEDIAN = KNN + POSITION_MEDIAN
 

@@ -22,7 +22,7 @@ from iklab.core.mixture import mixture_summary
 from iklab.learning import epoch_slots
 from iklab.learning import metric_names as M
 from iklab.learning import run_logging as logging_
-from iklab.learning.branch_coverage import evaluate_solution_sets
+from iklab.learning.branch_coverage import branch_figures, branches_tag, evaluate_solution_sets
 from iklab.learning.config import ExperimentConfig, to_yaml
 from iklab.learning.datasets import Dataset, Split, ensure_dataset, load_dataset, read_card
 from iklab.learning.diagnostics import DiagnosticsCallback, evaluate_flags
@@ -468,6 +468,10 @@ def evaluate_and_log(
         )
         result.metrics.update(report.metrics)
         logging_.log_solution_sets(report, title=f"{config.name}: solution sets of {len(targets)} test poses")
+    mixture = config.data.output_encoding == "mixture"
+    figures = branch_figures(result.metrics, mixture)
+    result.metrics.update(figures)
+    logging_.log_branch_figures(figures, branches_tag(mixture, config.model.mixture_components, config.data.region))
 
 
 def solution_set_poses(config: ExperimentConfig) -> int:

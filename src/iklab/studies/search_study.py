@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from iklab.core.kinematics import load_robot
 from iklab.core.processes import process_alive
 from iklab.learning import metric_names as M
+from iklab.learning.branch_coverage import branches_line, branches_tag
 from iklab.learning.config import ExperimentConfig
 from iklab.learning.console import QuietTrialEnd, raise_if_terminated
 from iklab.learning.datasets import config_region
@@ -122,6 +123,13 @@ def finalize(config: SearchConfig, study: optuna.Study, parent_run_id: str) -> d
         parent_run_id,
         metrics=[mlflow.entities.Metric(key, value, 0, 0) for key, value in cost.metrics("champion/").items()],
     )
+    # the champion's branches/* beside a single-branch study's in the UI (the same names)
+    figures = {key: value for key, value in result.metrics.items() if key.startswith(M.BRANCHES)}
+    client.log_batch(parent_run_id, metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in figures.items()])
+    decision["branches_tag"] = branches_tag(
+        experiment.data.output_encoding == "mixture", experiment.model.mixture_components, experiment.data.region
+    )
+    client.set_tag(parent_run_id, M.BRANCHES_TAG, decision["branches_tag"])
     client.set_tag(parent_run_id, "champion_decision", decision["summary_line"])
     return decision
 
@@ -192,6 +200,8 @@ def summary_markdown(config: SearchConfig, study: optuna.Study, result: StudyRes
             "",
             *results_table(champion["metrics"]),
         ]
+        if M.BRANCHES_RAW_POSITION in champion["metrics"]:
+            lines += ["", branches_line(champion["metrics"], champion["branches_tag"])]
     if champion.get("summary_line"):
         lines += ["", f"**Registry:** {champion['summary_line']}"]
     return "\n".join(lines) + "\n"
