@@ -17,11 +17,13 @@ from iklab.learning.training import compile_model, prepare_arrays
 from iklab.studies import ablations as A
 
 SHIPPED = "experiments/ablations_jaco.yaml"
+SHIPPED_FILES = {SHIPPED: 15, "experiments/ablations_puma560_full.yaml": 8}  # file: at least this many rows
 
 
-def test_every_shipped_row_builds_and_trains_two_steps(tmp_path, monkeypatch):
-    file = A.load_ablations(SHIPPED)
-    assert file.budget_minutes > 0 and len(file.rows()) >= 15
+@pytest.mark.parametrize("shipped", SHIPPED_FILES)
+def test_every_shipped_row_builds_and_trains_two_steps(shipped, tmp_path, monkeypatch):
+    file = A.load_ablations(shipped)
+    assert file.budget_minutes > 0 and len(file.rows()) >= SHIPPED_FILES[shipped]
     configs = {row.name: file.experiment(row) for row in file.rows()}  # the base is relative to the repo
     monkeypatch.chdir(tmp_path)
     for row in file.rows():
