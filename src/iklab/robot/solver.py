@@ -71,6 +71,13 @@ PAIR_ROWS = 2
 PAIR_ITERATIONS = 25
 
 
+def duplicate_radius(position_error_m: np.ndarray, rotation_error_rad: np.ndarray, distinct_rad: float) -> np.ndarray:
+    """solve_all's duplicate radius per row: ``distinct_rad`` for a row finished to
+    EXACT_TOLERANCE, at least 1 deg (DISTINCT_RAD) for one the finish could not take there."""
+    exact = (position_error_m <= EXACT_TOLERANCE) & (rotation_error_rad <= EXACT_TOLERANCE)
+    return np.where(exact, distinct_rad, max(distinct_rad, DISTINCT_RAD))
+
+
 @dataclass(frozen=True)
 class IKResult:
     q: np.ndarray  # (N, 6) radians
@@ -319,8 +326,7 @@ class IKSolver:
             tolerance_rad,
             exact_tolerance=EXACT_TOLERANCE,
         )
-        exact = out.success & (out.position_error_m <= EXACT_TOLERANCE) & (out.rotation_error_rad <= EXACT_TOLERANCE)
-        radius = np.where(exact, distinct_rad, max(distinct_rad, DISTINCT_RAD)).reshape(n, k)
+        radius = duplicate_radius(out.position_error_m, out.rotation_error_rad, distinct_rad).reshape(n, k)
         keep = distinct_mask(out.q.reshape(n, k, 6), out.success.reshape(n, k), radius).reshape(-1)
         rows = np.flatnonzero(keep)  # pose-major: each pose's solutions together, most probable first
         inside = self.region.contains(out.q[rows])
@@ -387,8 +393,7 @@ class IKSolver:
             q = np.concatenate([old.q, out.q[new]])
             position = np.concatenate([old.position_error_m, out.position_error_m[new]])
             rotation = np.concatenate([old.rotation_error_rad, out.rotation_error_rad[new]])
-            exact = (position <= EXACT_TOLERANCE) & (rotation <= EXACT_TOLERANCE)
-            radius = np.where(exact, distinct_rad, max(distinct_rad, DISTINCT_RAD))
+            radius = duplicate_radius(position, rotation, distinct_rad)
             keep = distinct_mask(q[None], np.ones((1, len(q)), dtype=np.bool_), radius[None])[0]
             if keep.sum() == len(old.q):
                 continue
