@@ -242,15 +242,43 @@ def test_mixture_flags_collapse_on_ambiguous_data_and_stay_quiet_on_a_healthy_mi
 
 
 class _GivenAnswers(IKSolver):
-    """solve_all with a stand-in for the network: one given answer per pose (no network runs)."""
+    """solve_all with a stand-in for the network (none runs): given answers ``(N, 6)``, one per
+    pose, or ``(N, K, 6)`` components with their ``weights`` ``(N, K)``, heaviest first."""
 
-    def __init__(self, robot, answers):
+    def __init__(self, robot, answers, weights=None):
         metadata = ModelMetadata(robot, region_preset(robot, "full"), "xyz_quat", "angles")
         super().__init__(NumpyNetwork.__new__(NumpyNetwork), metadata)
-        self.given = answers
+        self.given = answers if answers.ndim == 3 else answers[:, None]
+        self.weights = np.ones(self.given.shape[:2]) if weights is None else weights
 
-    def _answers(self, poses):
-        return [self.given]
+    def _candidates(self, poses):
+        return self.weights, self.given
+
+
+def test_solve_all_refines_only_the_components_of_some_weight(puma):
+    """Each pose's components are its closed-form solutions, the first of weight 0.9, the others
+    1e-4: below solve_all's default min_weight (1e-3) they are not refined, so only the first
+    is returned; min_weight=0 refines them all and returns every solution. A pose whose every
+    component weighs less still gets its heaviest refined."""
+    poses = fk(puma, np.random.default_rng(5).uniform(puma.qlim[0], puma.qlim[1], size=(30, 6)))
+    reference = puma560_closed_form_sets(puma, poses)
+    k = max(len(r) for r in reference)
+    answers = np.stack([np.concatenate([r, np.repeat(r[:1], k - len(r), axis=0)]) for r in reference])
+    weights = np.full((len(poses), k), 1e-4)
+    weights[:, 0] = 0.9
+    weights[0] = 1e-5  # every component light
+    solver = _GivenAnswers(puma, answers, weights)
+    assert sum(len(r) for r in reference) >= 3 * len(poses)  # something to drop
+    heaviest = solver.solve_all(poses)
+    assert [len(r.q) for r in heaviest] == [1] * len(poses)
+    for result, r in zip(heaviest, reference, strict=True):
+        np.testing.assert_allclose(result.q[0], r[0], atol=1e-8)
+    every = solver.solve_all(poses, min_weight=0.0)
+    assert compare_sets([r.q for r in every], reference).coverage == 1.0
+    assert [len(r.q) for r in every] == [len(r) for r in reference]
+    for bad in (1.0, -0.1, float("nan"), "0.1"):
+        with pytest.raises(ValueError, match="min_weight must be a number in \\[0, 1\\)"):
+            solver.solve_all(poses, min_weight=bad)
 
 
 def test_solve_all_seeks_the_missing_twin_of_an_odd_solution_count():
