@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # drivers", absl's "before absl::InitializeLog()") ignore every level: absl writes them first.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help venv lint format test test-fast bench generate search search-long ablations cases ui serve serve-fast clean postgresql services workers services-down
+.PHONY: help venv lint format test test-fast bench generate search search-long mixture-long ablations cases ui serve serve-fast clean postgresql services workers services-down
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,15 @@ search-long: venv ## the best configuration retrained for LONG_MINUTES on 5M row
 	$(BIN)/mlflow run . -e search --env-manager local --experiment-name ik-jaco-search \
 	  -P experiment=experiments/search_jaco_long.yaml -P study_name=$(LONG_STUDY) \
 	  -P final_overrides="training.time_budget_minutes=$(LONG_MINUTES)"
+
+# Every branch at the anchors' raw accuracy: a full-range mixture (Jaco's by default) on 2M rows
+# for MIXTURE_MINUTES, in the MLflow experiment ik-<robot>-train (docs/every-branch.md has what
+# 60 minutes on 2 cores gave).
+MIXTURE ?= experiments/jaco_full_mixture.yaml
+MIXTURE_MINUTES ?= 60
+mixture-long: venv ## a full-range mixture (MIXTURE) on 2M rows for MIXTURE_MINUTES
+	$(BIN)/python -m iklab.train --experiment $(MIXTURE) --overrides \
+	  "training.time_budget_minutes=$(MIXTURE_MINUTES) data.rows=2000000 evaluation.solution_set_poses=200"
 
 # The four diagnosis cases, broken and fixed, in the MLflow experiment diagnosis-cases (about 7 min here, case 1 with two fixes).
 cases: venv ## the four diagnosis cases, broken and fixed
