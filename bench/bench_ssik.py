@@ -19,8 +19,9 @@ brings inside the joint limits. Figures:
   limits, the nearest solve_all row (which joints differ), another ssik branch within solve_all's
   1 deg duplicate radius, and the network's nearest raw component;
 - solve_all with complete_pairs=False (no search for a pose's missing twin; on Jaco, whose joints
-  all turn fully, solve_all looks for one where it found an odd number), 1,000 poses per call:
-  the coverage the pair search adds, and its time.
+  all turn fully, solve_all looks for one where it found an odd number), and with min_weight=0
+  (every component refined, the light ones too), 1,000 poses per call: the coverage each adds,
+  and its time.
 
 Run: .venv/bin/python bench/bench_ssik.py --model-puma560 URI --model-jaco URI [--poses 1000]
      (URI: runs:/<run id>/model, models:/..., or a local model directory; MLFLOW_TRACKING_URI
@@ -86,7 +87,7 @@ class ArmFigures:
     shipped_us: float  # ssik's shipped solver of the same family, its own poses
     shipped_solutions_per_pose: float
     missed: dict  # how the missed branches look
-    without_pairs: dict  # solve_all(complete_pairs=False), at the largest batch: coverage and time
+    variants: dict  # VARIANTS' name -> that solve_all at the largest batch: coverage and time
 
     @property
     def coverage(self) -> float:
@@ -111,6 +112,13 @@ def timed_rounds(repeats: int, works: dict) -> dict:
             last[name] = work()
             best[name] = min(best[name], time.perf_counter() - started)
     return {name: (best[name], last[name]) for name in works}
+
+
+# solve_all with one default changed: what each default adds to the coverage, at what time
+VARIANTS = {
+    "without_pairs": ({"complete_pairs": False}, "no search for a missing twin (complete_pairs=False)"),
+    "every_component": ({"min_weight": 0.0}, "every component refined, the light ones too (min_weight=0)"),
+}
 
 
 def solve_all_work(solver: IKSolver, poses: np.ndarray, size: int, **options: float) -> object:
@@ -311,7 +319,7 @@ def measure(solver: IKSolver, arm: ssik.Manipulator, poses: np.ndarray, args: ar
     works = {"ssik": ssik_work(arm.solve, dh_targets(solver.robot, poses))}
     works["shipped"] = ssik_work(shipped_arm.solve, own_targets)
     works.update({size: solve_all_work(solver, poses, size) for size in BATCH_SIZES})
-    works["without_pairs"] = solve_all_work(solver, poses, BATCH_SIZES[-1], complete_pairs=False)
+    works.update({name: solve_all_work(solver, poses, BATCH_SIZES[-1], **v[0]) for name, v in VARIANTS.items()})
     return timed_rounds(args.repeats, works)
 
 
@@ -344,7 +352,7 @@ def run_arm(name: str, uri: str, args: argparse.Namespace) -> ArmFigures:
         shipped_us=1e6 * timings["shipped"][0] / len(poses),
         shipped_solutions_per_pose=float(np.mean([len(a) for a in timings["shipped"][1]])),
         missed=characterize(robot, reference, found, network_answers(solver, poses), np.concatenate(hits)),
-        without_pairs=set_figures(timings["without_pairs"][1], reference, timings["without_pairs"][0]),
+        variants={name: set_figures(timings[name][1], reference, timings[name][0]) for name in VARIANTS},
     )
     print_coverage(figures, found)
     print_timing(figures)
@@ -374,13 +382,14 @@ def print_coverage(f: ArmFigures, found: list) -> None:
         f"extra {extra} ({unknown} with no ssik branch within 1 deg); wrong {wrong} (worst {worst_m:.1e} m, "
         f"{math.degrees(worst_rad):.1e} deg); poses with none: {sum(not len(x) for x in found)}"
     )
-    r = f.without_pairs
-    print(
-        f"  odd solution counts: {sum(len(x) % 2 for x in found)} poses; without the pair search "
-        f"(complete_pairs=False), {BATCH_SIZES[-1]} per call: coverage {r['coverage']:.2%} (within 1 deg "
-        f"{r['coverage_1deg']:.2%}), {r['odd_poses']} odd, {r['solutions_per_pose']:.2f} per pose, "
-        f"{r['us_per_pose']:.1f} us per pose"
-    )
+    print(f"  odd solution counts: {sum(len(x) % 2 for x in found)} poses")
+    for name, (_, what) in VARIANTS.items():
+        r = f.variants[name]
+        print(
+            f"  {what}, {BATCH_SIZES[-1]} per call: coverage {r['coverage']:.2%} (within 1 deg "
+            f"{r['coverage_1deg']:.2%}), {r['odd_poses']} odd, {r['solutions_per_pose']:.2f} per pose, "
+            f"{r['us_per_pose']:.1f} us per pose"
+        )
 
 
 def print_timing(f: ArmFigures) -> None:
