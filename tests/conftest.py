@@ -55,24 +55,24 @@ def module_mlflow_store(tmp_path_factory):
 
 # `make test` runs files in two processes (pytest-xdist, --dist loadfile), handing out files in
 # collection order. The longest files go first, so the short ones fill the end and both processes
-# finish together (longest processing time first). Seconds: the 120 slowest test phases of one
-# local run summed per file (2026-12-06), less what that day's cuts took out; a file not listed
-# keeps its place after them.
+# finish together (longest processing time first). Seconds: every test phase of one local run
+# (--durations=0) summed per file (2026-12-06, 517 tests in 462 s); a file not listed keeps its
+# place after them.
 LONGEST_FIRST = [
-    "test_services.py",  # 144
-    "test_experiments.py",  # 141, ~125 since
-    "test_search.py",  # 125
-    "test_bad_inputs.py",  # 143, ~115 since
-    "test_search_workers.py",  # 148, ~100 since
-    "test_ablations.py",  # 54 (+18 for the Puma560 file)
-    "test_solver.py",  # 55
-    "test_cases.py",  # 52
-    "test_bad_inputs_data_gen.py",  # 46
-    "test_train.py",  # 45
-    "test_onnx.py",  # 25
+    "test_services.py",  # 117
+    "test_experiments.py",  # 105
+    "test_ablations.py",  # 88
+    "test_search.py",  # 87
+    "test_bad_inputs.py",  # 59
+    "test_solver.py",  # 50
+    "test_search_workers.py",  # 48
+    "test_cases.py",  # 43
+    "test_train.py",  # 40
     "test_stream.py",  # 23
-    "test_generate.py",  # 18
-    "test_task_loss.py",  # 17
+    "test_onnx.py",  # 18
+    "test_generate.py",  # 16
+    "test_bad_inputs_data_gen.py",  # 12
+    "test_task_loss.py",  # 11
 ]
 
 
