@@ -319,7 +319,9 @@ def measure(solver: IKSolver, arm: ssik.Manipulator, poses: np.ndarray, args: ar
     works = {"ssik": ssik_work(arm.solve, dh_targets(solver.robot, poses))}
     works["shipped"] = ssik_work(shipped_arm.solve, own_targets)
     works.update({size: solve_all_work(solver, poses, size) for size in BATCH_SIZES})
-    works.update({name: solve_all_work(solver, poses, BATCH_SIZES[-1], **v[0]) for name, v in VARIANTS.items()})
+    works.update(
+        {name: solve_all_work(solver, poses, BATCH_SIZES[-1], **options) for name, (options, _) in VARIANTS.items()}
+    )
     return timed_rounds(args.repeats, works)
 
 

@@ -332,11 +332,12 @@ class IKSolver:
         chosen = (weights >= min_weight).reshape(-1)
         chosen[::k] = True  # each pose's heaviest
         rows = np.flatnonzero(chosen)
+        owners = rows // k  # each refined row's pose
         refined = refine_checked(
             self.robot,
             np.ascontiguousarray(answers.reshape(n * k, 6)[rows]),
-            np.ascontiguousarray(np.repeat(poses[:, :3, :3], k, axis=0)[rows]),
-            np.ascontiguousarray(np.repeat(poses[:, :3, 3], k, axis=0)[rows]),
+            np.ascontiguousarray(poses[owners, :3, :3]),
+            np.ascontiguousarray(poses[owners, :3, 3]),
             self._limits,
             max_iterations,
             tolerance_m,
