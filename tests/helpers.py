@@ -1,4 +1,9 @@
-"""Shared test data: a seconds-long experiment on a small, well-conditioned Jaco box."""
+"""Shared test data: a seconds-long experiment on a small, well-conditioned Jaco box; a
+command's ``main`` run as `python -m` would run it."""
+
+import io
+import signal
+from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 
@@ -51,3 +56,19 @@ class StepClock:
     def __call__(self) -> float:
         self.now += self.seconds
         return self.now
+
+
+def main_in_this_process(main, argv: list[str]) -> tuple[int, str, str]:
+    """A command's ``main(argv)`` as `python -m` runs it: its exit status (argparse's SystemExit
+    included), stdout and stderr; the SIGTERM handler it may install is put back."""
+    out, err = io.StringIO(), io.StringIO()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code, out.getvalue(), err.getvalue()

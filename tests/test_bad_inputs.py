@@ -9,20 +9,19 @@ so the table takes seconds.
 """
 
 import importlib
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import optuna
 import pytest
+from helpers import main_in_this_process
 
 from iklab.core.refine import validate_poses
 from iklab.learning import console
@@ -135,19 +134,13 @@ def _run(command: list[str], folder: Path) -> subprocess.CompletedProcess:
 
 
 def _in_this_process(command: list[str], folder: Path, monkeypatch) -> subprocess.CompletedProcess:
-    """The module's ``main`` as `python -m` runs it (argparse's SystemExit is its status), with
-    the same working directory and store; its stdout and stderr captured."""
-    out, err = io.StringIO(), io.StringIO()
+    """The module's ``main`` as `python -m` runs it, with the same working directory and store."""
     with monkeypatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
         patch.delenv("MLFLOW_RUN_ID", raising=False)
         patch.chdir(_where(command, folder))
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = importlib.import_module(command[0]).main(command[1:])
-            except SystemExit as exc:
-                code = exc.code
-    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
+        code, out, err = main_in_this_process(importlib.import_module(command[0]).main, command[1:])
+    return subprocess.CompletedProcess(command, code, out, err)
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,18 @@ need them are skipped elsewhere; the in-process tests below cover the same error
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import main_in_this_process
 
 from data_gen import export as E
 from data_gen import generate as G
@@ -307,22 +305,6 @@ CASES = [
 THROUGH_PYTHON_M = {"threshold-nan", "seed-negative", "unknown-robot", "overwrite-dataset", "generate-full-disk"}
 
 
-def _in_this_process(args: list[str]) -> tuple[int, str, str]:
-    """``main(args)`` as the process would run it: its exit status (argparse's SystemExit
-    included), stdout and stderr; the SIGTERM handler it installs is put back."""
-    out, err = io.StringIO(), io.StringIO()
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main(args)
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return code, out.getvalue(), err.getvalue()
-
-
 def _mount_tmpfs(directory: Path, options: str) -> bool:
     directory.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
@@ -372,7 +354,9 @@ def results(tmp_path_factory, dataset):
             for case in CASES:
                 if case.id not in THROUGH_PYTHON_M:
                     prepared = prepare(case)
-                    outcomes[case.id] = None if prepared is None else (*_in_this_process(prepared[0]), prepared[1])
+                    outcomes[case.id] = (
+                        None if prepared is None else (*main_in_this_process(main, prepared[0]), prepared[1])
+                    )
             outcomes.update({name: future.result() for name, future in futures.items()})
             yield outcomes
     finally:
